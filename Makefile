@@ -1,0 +1,66 @@
+# tierwise — every target installs what it needs first (make install is idempotent).
+PY      ?= python3.11
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+export MLFLOW_DISABLE_TELEMETRY := true
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install serve test lint typecheck classifier eval retune bench bench-quick bench-route bench-ingest bench-retune demo notebook notebook-report clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@command -v $(PY) >/dev/null 2>&1 || { echo "need $(PY) on PATH"; exit 1; }
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch first, pinned, so nothing pulls a CUDA build (the CPU wheel is on local disk).
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+serve: install
+	$(BIN)/tierwise serve
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check service tuner bench tests
+	$(BIN)/mypy service tuner
+
+classifier: install
+	$(BIN)/tierwise train --seed 0 --eval
+
+eval: install
+	$(BIN)/tierwise eval
+
+retune: install
+	$(BIN)/tierwise retune $(ARGS)
+
+bench: install
+	$(BIN)/tierwise bench all
+
+bench-quick: install
+	$(BIN)/tierwise bench all --quick
+
+bench-route: install
+	$(BIN)/python bench/route_latency.py
+
+bench-ingest: install
+	$(BIN)/python bench/ingest.py
+
+bench-retune: install
+	$(BIN)/python bench/retune_time.py
+
+demo: install
+	$(BIN)/python bench/demo.py
+
+notebook: install
+	$(BIN)/jupyter notebook notebooks/misroutes.ipynb
+
+notebook-report: install
+	$(BIN)/python -m tuner.notebook_report
+
+clean:
+	rm -rf var bench/results/*.tmp

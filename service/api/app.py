@@ -1,0 +1,69 @@
+"""The FastAPI app factory. Nothing is built at import time: ``create_app(settings)`` does it all."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+
+from service import components
+from service.api import errors
+from service.api.metrics import make_metrics
+from service.api.routes import router as v1
+from service.api.errors import error_body
+from service.settings import Settings, load_settings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or load_settings()
+    metrics = make_metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        parts = components.build(settings)
+        app.state.parts = parts
+        if parts.store is not None:
+            parts.store.start_background_export(settings.export_interval_s)
+        poller = None
+        if settings.use_registry:
+            from service.policy.registry import PolicyPoller
+
+            poller = PolicyPoller(settings, parts.holder, metrics)
+            poller.start()
+        metrics.policy_info.labels(parts.holder.policy.version).set(1)
+        log.info("tierwise ready: policy %s from %s", parts.holder.policy.version, parts.holder.active.source)
+        try:
+            yield
+        finally:
+            if poller is not None:
+                poller.stop()
+            parts.close()
+
+    app = FastAPI(title="tierwise", version="1", lifespan=lifespan,
+                  description="Routes coding-agent tasks to the cheapest model tier that will do.")
+    app.state.settings = settings
+    app.state.metrics = metrics
+    errors.install(app)
+    max_body = settings.max_prompt_chars * 4 + settings.max_files * 512 + 1_000_000
+
+    @app.middleware("http")
+    async def bound_body(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > max_body:
+            from fastapi.responses import JSONResponse
+
+            return JSONResponse(error_body("payload_too_large", f"request body of {length} bytes exceeds "
+                                           f"{max_body}", None), status_code=413)
+        return await call_next(request)
+
+    app.include_router(v1)
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """Entry point for ``uvicorn --factory`` (several workers each build their own app)."""
+    return create_app(load_settings())

@@ -1,0 +1,58 @@
+"""The one place domain errors become HTTP responses: ``{"error": {code, message, field}}``."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from service import errors as e
+
+log = logging.getLogger(__name__)
+
+STATUS: dict[type[e.TierwiseError], int] = {
+    e.InvalidInput: 422,
+    e.NoEligibleTier: 422,
+    e.DecisionNotFound: 404,
+    e.QueueItemNotFound: 404,
+    e.PolicyNotFound: 404,
+    e.OutcomeConflict: 409,
+    e.PolicyInvalid: 422,
+}
+
+
+def error_body(code: str, message: str, field: str | None) -> dict[str, dict[str, str | None]]:
+    return {"error": {"code": code, "message": message, "field": field}}
+
+
+def _field(loc: tuple[int | str, ...]) -> str | None:
+    parts = [str(p) for p in loc if p != "body"]
+    return ".".join(parts) or None
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(e.TierwiseError)
+    async def domain(_: Request, exc: e.TierwiseError) -> JSONResponse:
+        status = next((s for cls, s in STATUS.items() if isinstance(exc, cls)), 400)
+        return JSONResponse(error_body(exc.code, exc.message, exc.field), status_code=status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        err = exc.errors()[0]
+        if err.get("type") == "json_invalid":
+            return JSONResponse(error_body("invalid_json", f"request body is not valid JSON: "
+                                           f"{err.get('ctx', {}).get('error', err['msg'])}", None), 400)
+        field = _field(tuple(err.get("loc", ())))
+        return JSONResponse(error_body("invalid_input", f"{field or 'body'}: {err['msg']}", field), 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(error_body("http_error", str(exc.detail), None), exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return JSONResponse(error_body("internal", "internal error; see the server log", None), 500)

@@ -1,0 +1,95 @@
+"""The v1 routes. Handlers are sync on purpose: they run in the thread pool, since scoring and
+the journal are blocking calls, and the event loop stays free for other requests."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from service.api.schemas import OutcomeIn, QueueResolveIn, RouteIn
+from service.classify.task import RepoInfo, Task
+from service.components import Components
+from service.errors import InvalidInput
+from service.outcomes import Report, resolve_queue_item
+
+router = APIRouter()
+
+
+def _parts(request: Request) -> Components:
+    parts: Components = request.app.state.parts
+    return parts
+
+
+@router.post("/v1/route")
+def route(body: RouteIn, request: Request) -> dict[str, Any]:
+    parts = _parts(request)
+    s = parts.settings
+    if len(body.prompt) > s.max_prompt_chars:
+        raise InvalidInput(f"prompt has {len(body.prompt)} characters; the limit is {s.max_prompt_chars}",
+                           field="prompt")
+    if not body.prompt.strip():
+        raise InvalidInput("prompt is blank", field="prompt")
+    if len(body.files) > s.max_files:
+        raise InvalidInput(f"files lists {len(body.files)} paths; the limit is {s.max_files}", field="files")
+    task = Task(prompt=body.prompt, files=tuple(body.files),
+                repo=RepoInfo(body.repo.files, body.repo.modules_touched, tuple(body.repo.languages)),
+                diff_lines=body.diff_lines, expected_output=body.expected_output, tools=tuple(body.tools))
+    routed = parts.router.route(task, harness=body.harness, task_id=body.task_id)
+    m = request.app.state.metrics
+    d = routed.decision
+    m.routes.labels(d.tier, d.profile, d.harness, str(d.explored).lower()).inc()
+    m.route_latency.labels(d.tier, d.profile).observe(routed.latency_ms / 1000.0)
+    return routed.to_response()
+
+
+@router.post("/v1/outcomes")
+def outcomes(body: OutcomeIn, request: Request) -> dict[str, Any]:
+    parts = _parts(request)
+    if parts.recorder is None:
+        raise InvalidInput("this server runs without telemetry", field=None)
+    fields = body.model_fields_set
+    report = Report(
+        decision_id=body.decision_id, attempt=body.attempt, tier=body.tier, resolved=body.resolved,
+        cost_usd=body.cost_usd, input_tokens=body.input_tokens, output_tokens=body.output_tokens,
+        latency_ms=body.latency_ms, failure=body.failure, overridden_to=body.overridden_to,
+        output=body.output, has_output="output" in fields and body.output is not None,
+    )
+    response = parts.recorder.record(report)
+    request.app.state.metrics.outcomes.labels(response["next"]["action"]).inc()
+    return response
+
+
+@router.get("/v1/queue")
+def queue(request: Request) -> dict[str, Any]:
+    import json
+
+    items = [dict(r, tiers_tried=json.loads(r["tiers_tried"]), failure_kinds=json.loads(r["failure_kinds"]))
+             for r in _parts(request).store.journal.open_queue() if r["kind"] == "human"]  # type: ignore[union-attr]
+    return {"items": items, "count": len(items)}
+
+
+@router.post("/v1/queue/{item_id}/resolve")
+def resolve(item_id: int, body: QueueResolveIn, request: Request) -> dict[str, Any]:
+    journal = _parts(request).store.journal  # type: ignore[union-attr]
+    return resolve_queue_item(journal, item_id, body.resolved_by, body.note)
+
+
+@router.get("/v1/policy")
+def policy(request: Request) -> dict[str, Any]:
+    active = _parts(request).holder.active
+    return {"version": active.policy.version, "source": active.source,
+            "loaded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(active.loaded_at)),
+            "policy": active.policy.model_dump(mode="json", by_alias=True)}
+
+
+@router.get("/healthz")
+def healthz(request: Request) -> dict[str, Any]:
+    return {"status": "ok", "policy_version": _parts(request).holder.policy.version}
+
+
+@router.get("/metrics")
+def metrics(request: Request) -> Response:
+    return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

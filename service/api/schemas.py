@@ -1,0 +1,52 @@
+"""Request bodies of the v1 contract. Bounds that depend on settings are checked in the routes."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ExpectedOutput = Literal["patch", "text", "json", "plan"]
+Tool = Literal["read_file", "edit_file", "search_code", "run_tests", "shell", "browser", "db_query"]
+HarnessName = Literal["local", "ci", "prod"]
+FailureKind = Literal["tests_failed", "schema_invalid", "timeout", "refused", "error"]
+
+
+class RepoIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    files: int | None = Field(None, ge=0, le=100_000_000)
+    modules_touched: int | None = Field(None, ge=0, le=1_000_000)
+    languages: list[str] = Field(default_factory=list, max_length=100)
+
+
+class RouteIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    prompt: str = Field(min_length=1)
+    files: list[str] = Field(default_factory=list)
+    repo: RepoIn = Field(default_factory=RepoIn)
+    diff_lines: int | None = Field(None, ge=0, le=100_000_000)
+    expected_output: ExpectedOutput | None = None
+    tools: list[Tool] = Field(default_factory=list, max_length=32)
+    harness: HarnessName = "ci"
+    task_id: str | None = Field(None, max_length=200)
+
+
+class OutcomeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    decision_id: str = Field(min_length=1, max_length=64)
+    attempt: int = Field(ge=0, le=2)
+    tier: str = Field(min_length=1, max_length=64)
+    resolved: bool
+    cost_usd: float = Field(ge=0, le=1_000_000)
+    input_tokens: int | None = Field(None, ge=0)
+    output_tokens: int | None = Field(None, ge=0)
+    latency_ms: float | None = Field(None, ge=0)
+    failure: FailureKind | None = None
+    overridden_to: str | None = Field(None, max_length=64)
+    output: Any = None
+
+
+class QueueResolveIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    resolved_by: str = Field(min_length=1, max_length=200)
+    note: str | None = Field(None, max_length=10_000)

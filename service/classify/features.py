@@ -1,0 +1,92 @@
+"""Structural features: cheap signals a harness sends with the task, plus keyword cues.
+
+They are stable, explainable and free to compute, so they carry the cases an embedding
+misses (a 40-file rename is still mechanical; a one-line prompt can still be agentic).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from service.classify import EXPECTED_OUTPUTS, TOOLS
+from service.classify.task import Task
+
+# Keyword cues per profile; matched as whole words on the lower-cased prompt.
+KEYWORDS: dict[str, tuple[str, ...]] = {
+    "mechanical": (
+        "rename", "renamed", "reformat", "format", "formatting", "prettier", "black", "gofmt",
+        "lint", "typo", "bump", "sort", "boilerplate", "docstring", "docstrings", "commit message",
+        "changelog", "summarize", "summarise", "summary", "replace", "license header", "copyright",
+        "isort", "whitespace", "indentation", "convert", "regenerate",
+    ),
+    "local": (
+        "bug", "fix", "fails", "failing", "error", "exception", "traceback", "crash", "off-by-one",
+        "null", "nil", "panic", "segfault", "returns", "wrong", "edge case", "regression",
+        "unit test", "flaky",
+    ),
+    "repository": (
+        "refactor", "migrate", "migration", "across", "callers", "every caller", "all callers",
+        "signature", "interface", "api", "module", "modules", "deprecate", "extract", "split",
+        "codebase", "package", "layer", "dependency injection", "replace all",
+    ),
+    "agentic": (
+        "investigate", "figure out", "find out", "why", "root cause", "design", "build",
+        "set up", "prototype", "evaluate", "plan", "end-to-end", "production", "outage",
+        "intermittent", "sometimes", "latency", "memory leak", "oom", "upgrade", "from scratch",
+        "whatever", "track down",
+    ),
+}
+
+_PATTERNS = {
+    profile: re.compile(r"\b(?:" + "|".join(re.escape(w) for w in words) + r")\b")
+    for profile, words in KEYWORDS.items()
+}
+_CODE_FENCE = re.compile(r"```|^\s{4}\S", re.MULTILINE)
+_TRACE = re.compile(r"traceback|exception|error:|panic:|at [\w.$]+\(|segmentation fault", re.IGNORECASE)
+
+
+def estimate_tokens(text: str) -> int:
+    """About four characters a token for English and code; good enough for budgets."""
+    return max(1, math.ceil(len(text) / 4))
+
+
+def top_level_modules(files: tuple[str, ...]) -> int:
+    """Distinct first path components: a proxy for how many modules a change crosses."""
+    tops = {f.strip("/").split("/", 1)[0] for f in files if f.strip("/")}
+    return len(tops)
+
+
+def keyword_hits(prompt: str) -> dict[str, list[str]]:
+    lowered = prompt.lower()
+    return {p: sorted(set(rx.findall(lowered))) for p, rx in _PATTERNS.items()}
+
+
+def structural_features(task: Task) -> dict[str, float]:
+    """Numeric features in a fixed order (see ``FEATURE_NAMES``); logs tame heavy tails."""
+    hits = keyword_hits(task.prompt)
+    feats: dict[str, float] = {
+        "log_prompt_tokens": math.log1p(estimate_tokens(task.prompt)),
+        "log_files": math.log1p(len(task.files)),
+        "log_top_modules": math.log1p(top_level_modules(task.files)),
+        "log_modules_touched": math.log1p(task.repo.modules_touched or 0),
+        "modules_touched_known": 1.0 if task.repo.modules_touched is not None else 0.0,
+        "log_diff_lines": math.log1p(task.diff_lines or 0),
+        "diff_unknown": 1.0 if not task.diff_lines else 0.0,
+        "log_repo_files": math.log1p(task.repo.files or 0),
+        "n_languages": float(len(task.repo.languages)),
+        "n_tools": float(len(task.tools)),
+        "has_code": 1.0 if _CODE_FENCE.search(task.prompt) else 0.0,
+        "has_trace": 1.0 if _TRACE.search(task.prompt) else 0.0,
+        "questions": float(task.prompt.count("?")),
+    }
+    for kind in EXPECTED_OUTPUTS:
+        feats[f"out_{kind}"] = 1.0 if task.expected_output == kind else 0.0
+    for tool in TOOLS:
+        feats[f"tool_{tool}"] = 1.0 if tool in task.tools else 0.0
+    for profile, words in hits.items():
+        feats[f"kw_{profile}"] = float(len(words))
+    return feats
+
+
+FEATURE_NAMES: tuple[str, ...] = tuple(structural_features(Task(prompt="x")).keys())

@@ -1,0 +1,109 @@
+"""The profile classifier at inference time: a linear model read from a JSON artefact.
+
+The artefact is plain numbers (no pickle), so it loads under any numpy/scikit-learn version
+and can be diffed in review. Training lives in ``service.classify.train``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from service.classify.embed import Embedder
+from service.classify.features import FEATURE_NAMES, estimate_tokens, keyword_hits, structural_features
+from service.classify.task import Task
+from service.errors import ArtifactMissing
+
+ARTIFACT_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Scores:
+    """What the classifier says about one task; numbers only, no routing decision."""
+
+    profile_scores: dict[str, float]
+    complexity: float
+    features: dict[str, float]
+    prototype_similarity: dict[str, float]
+    keywords: dict[str, list[str]]
+    prompt_tokens: int
+
+    @property
+    def profile(self) -> str:
+        return max(self.profile_scores, key=lambda p: self.profile_scores[p])
+
+
+def design_row(features: dict[str, float], embedding: np.ndarray, prototypes: np.ndarray,
+               mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """One input row: scaled structural features, the embedding, and prototype similarities."""
+    struct = (np.array([features[n] for n in FEATURE_NAMES], dtype=np.float64) - mean) / scale
+    sims = prototypes @ embedding.astype(np.float64)
+    return np.concatenate([struct, embedding.astype(np.float64), sims])
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    out: np.ndarray = e / e.sum(axis=-1, keepdims=True)
+    return out
+
+
+class ProfileClassifier:
+    """Calibrated profile probabilities plus a 0..1 complexity score for a task."""
+
+    def __init__(self, artifact: dict[str, Any], embedder: Embedder) -> None:
+        if artifact.get("format") != ARTIFACT_FORMAT:
+            raise ArtifactMissing(f"classifier artefact format {artifact.get('format')!r} is not "
+                                  f"{ARTIFACT_FORMAT}; rebuild it with `tierwise train`", field="format")
+        if artifact.get("embedder") != embedder.name:
+            raise ArtifactMissing(
+                f"classifier was trained with embedder {artifact.get('embedder')!r} but the service "
+                f"uses {embedder.name!r}; rebuild it with `tierwise train`", field="embedder")
+        if tuple(artifact["feature_names"]) != FEATURE_NAMES:
+            raise ArtifactMissing("classifier feature names differ from the code; rebuild it "
+                                  "with `tierwise train`", field="feature_names")
+        self.artifact = artifact
+        self.embedder = embedder
+        self.profiles: tuple[str, ...] = tuple(artifact["profiles"])
+        self._mean = np.array(artifact["scaler"]["mean"])
+        self._scale = np.array(artifact["scaler"]["scale"])
+        self._prototypes = np.array([artifact["prototypes"][p] for p in self.profiles])
+        self._coef = np.array(artifact["coef"])
+        self._intercept = np.array(artifact["intercept"])
+        self._temperature = float(artifact["temperature"])
+        self._cx_coef = np.array(artifact["complexity"]["coef"])
+        self._cx_intercept = float(artifact["complexity"]["intercept"])
+
+    @classmethod
+    def load(cls, path: Path, embedder: Embedder) -> ProfileClassifier:
+        if not path.exists():
+            raise ArtifactMissing(f"classifier artefact {path} does not exist; build it with "
+                                  "`tierwise train`", field="classifier_file")
+        return cls(json.loads(path.read_text()), embedder)
+
+    def score(self, task: Task) -> Scores:
+        return self.score_many([task])[0]
+
+    def score_many(self, tasks: Sequence[Task]) -> list[Scores]:
+        embeddings = self.embedder.encode([t.prompt for t in tasks])
+        out = []
+        for task, emb in zip(tasks, embeddings, strict=True):
+            feats = structural_features(task)
+            x = design_row(feats, emb, self._prototypes, self._mean, self._scale)
+            probs = softmax((self._coef @ x + self._intercept) / self._temperature)
+            sims = self._prototypes @ emb.astype(np.float64)
+            cx = float(np.clip(self._cx_coef @ x + self._cx_intercept, 0.0, 1.0))
+            out.append(Scores(
+                profile_scores={p: round(float(v), 6) for p, v in zip(self.profiles, probs, strict=True)},
+                complexity=round(cx, 6),
+                features=feats,
+                prototype_similarity={p: round(float(s), 6) for p, s in zip(self.profiles, sims, strict=True)},
+                keywords={p: w for p, w in keyword_hits(task.prompt).items() if w},
+                prompt_tokens=estimate_tokens(task.prompt),
+            ))
+        return out

@@ -1,0 +1,195 @@
+"""``tierwise``: the command line. Domain errors become a one-line message and exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from datetime import date
+from pathlib import Path
+
+from service.errors import TierwiseError
+from service.settings import Settings, load_settings
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    host = args.host or settings.host
+    port = args.port or settings.port
+    workers = args.workers or settings.workers
+    if workers > 1:
+        # Each worker builds its own app from the environment; pass CLI overrides through it.
+        import os
+
+        os.environ["TIERWISE_HOME"] = str(settings.home)
+        uvicorn.run("service.api.app:create_app_from_env", factory=True, host=host, port=port,
+                    workers=workers, log_level=settings.log_level)
+    else:
+        from service.api.app import create_app
+
+        uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level)
+    return 0
+
+
+def cmd_route(args: argparse.Namespace, settings: Settings) -> int:
+    from service.classify.task import RepoInfo, Task
+    from service.components import build
+
+    parts = build(settings.model_copy(update={"use_registry": settings.use_registry}), telemetry=False)
+    task = Task(prompt=args.prompt, files=tuple(args.file), repo=RepoInfo(),
+                diff_lines=args.diff_lines, expected_output=args.expected_output, tools=tuple(args.tool))
+    if not args.prompt.strip():
+        from service.errors import InvalidInput
+
+        raise InvalidInput("prompt is empty", field="prompt")
+    routed = parts.router.route(task, harness=args.harness)
+    out = routed.to_response()
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        print(f"tier {out['tier']} → {out['model']} (temperature {out['temperature']}, policy "
+              f"{out['policy_version']})")
+        print(f"profile {out['profile']}: " + ", ".join(f"{k} {v:.2f}" for k, v in out["profile_scores"].items()))
+        print(f"budgets: input {out['max_input_tokens']}, output {out['max_output_tokens']}; "
+              f"escalation: {' → '.join(out['escalation_chain']) or 'none'}")
+        for reason in out["reasons"]:
+            print(f"  - {reason}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
+    from service.classify.embed import make_embedder
+    from service.classify.train import load_corpus, train
+    from service.paths import corpus_dir, default_classifier_file
+
+    rows = load_corpus(corpus_dir(), split="train")
+    artifact = train(rows, make_embedder(settings.embedder), seed=args.seed)
+    out = Path(args.out) if args.out else default_classifier_file(settings.embedder)
+    out.write_text(json.dumps(artifact, separators=(",", ":")) + "\n")
+    print(f"trained on {len(rows)} rows with seed {args.seed}; wrote {out}")
+    return cmd_eval(args, settings) if args.eval else 0
+
+
+def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
+    from service.classify.train import evaluate, load_corpus
+    from service.components import load_classifier
+    from service.paths import corpus_dir
+
+    report = evaluate(load_classifier(settings), load_corpus(corpus_dir(), split="test"))
+    print(report.render())
+    return 0
+
+
+def cmd_policy(args: argparse.Namespace, settings: Settings) -> int:
+    from service.policy.registry import CHAMPION, make_registry
+    from service.paths import default_policy_file
+
+    reg = make_registry(settings)
+    reg.ensure_bootstrap(settings.policy_file or default_policy_file())
+    if args.action == "list":
+        champion, challenger = reg.alias(CHAMPION), reg.alias("challenger")
+        print(f"{'version':>8}  {'alias':<11} {'created':<20} description")
+        for v in reg.versions():
+            alias = "champion" if v.version == champion else "challenger" if v.version == challenger else ""
+            created = date.fromtimestamp(v.creation_timestamp / 1000).isoformat()
+            print(f"{v.version:>8}  {alias:<11} {created:<20} {v.description or ''}")
+    elif args.action == "show":
+        version = args.version or reg.alias(CHAMPION)
+        print(reg.load(str(version)).canonical_json())
+    elif args.action == "promote":
+        if not args.version:
+            raise TierwiseError("policy promote needs a version", field="version")
+        prev = reg.promote(str(args.version))
+        print(f"champion: {prev} → {args.version}")
+    elif args.action == "rollback":
+        old, new = reg.rollback()
+        print(f"champion: {old} → {new} (rolled back)")
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
+    import pandas as pd
+
+    from service.telemetry.store import open_warehouse
+
+    since = date.fromisoformat(args.since) if args.since else None
+    df = open_warehouse(settings.home).kpis(by=args.by, since=since)
+    if df.empty:
+        print("no decisions recorded yet")
+        return 0
+    with pd.option_context("display.max_columns", None, "display.width", 200, "display.float_format",
+                           "{:.4f}".format):
+        print(df.set_index(df.columns[0]).T.to_string())
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tierwise", description="Route coding-agent tasks to a model tier.")
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("serve", help="run the HTTP service")
+    s.add_argument("--host")
+    s.add_argument("--port", type=int)
+    s.add_argument("--workers", type=int)
+    s.set_defaults(fn=cmd_serve)
+    r = sub.add_parser("route", help="route one task locally and print the decision (no server)")
+    r.add_argument("prompt")
+    r.add_argument("--file", action="append", default=[], help="a path in scope (repeatable)")
+    r.add_argument("--tool", action="append", default=[], help="a tool the task needs (repeatable)")
+    r.add_argument("--harness", default="ci", choices=["local", "ci", "prod"])
+    r.add_argument("--expected-output", choices=["patch", "text", "json", "plan"])
+    r.add_argument("--diff-lines", type=int)
+    r.add_argument("--json", action="store_true", help="print the full decision as JSON")
+    r.set_defaults(fn=cmd_route)
+    t = sub.add_parser("train", help="rebuild the classifier artefact from the corpus")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out")
+    t.add_argument("--eval", action="store_true", help="then print held-out metrics")
+    t.set_defaults(fn=cmd_train)
+    e = sub.add_parser("eval", help="held-out accuracy, macro-F1 and confusion matrix")
+    e.set_defaults(fn=cmd_eval)
+    pol = sub.add_parser("policy", help="list, show, promote or roll back policy versions")
+    pol.add_argument("action", choices=["list", "show", "promote", "rollback"])
+    pol.add_argument("version", nargs="?")
+    pol.set_defaults(fn=cmd_policy)
+    st = sub.add_parser("stats", help="KPIs from telemetry")
+    st.add_argument("--since", help="YYYY-MM-DD")
+    st.add_argument("--by", choices=["version", "day"], default="version")
+    st.set_defaults(fn=cmd_stats)
+    _extensions(sub)
+    return p
+
+
+def _extensions(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Subcommands that live in the tuner and bench packages, registered only if importable."""
+    import importlib
+
+    for module in ("tuner.cli", "bench.cli"):
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError:
+            continue
+        mod.register(sub)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+        code: int = args.fn(args, settings)
+        return code
+    except TierwiseError as exc:
+        where = f" [{exc.field}]" if exc.field else ""
+        print(f"tierwise: {exc.code}{where}: {exc.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

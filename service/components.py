@@ -1,0 +1,66 @@
+"""Build the parts of a running tierwise from settings: one factory, used by the app and the CLI."""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from service.classify.embed import make_embedder
+from service.classify.model import ProfileClassifier
+from service.outcomes import OutcomeRecorder
+from service.paths import default_classifier_file, default_policy_file
+from service.policy.holder import PolicyHolder
+from service.policy.model import RoutingPolicy, parse_policy
+from service.routing import Router
+from service.settings import Settings
+from service.telemetry.store import TelemetryStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Components:
+    settings: Settings
+    classifier: ProfileClassifier
+    holder: PolicyHolder
+    store: TelemetryStore | None
+    router: Router
+    recorder: OutcomeRecorder | None
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
+
+
+def load_policy_file(path: Path) -> RoutingPolicy:
+    return parse_policy(path.read_text())
+
+
+def load_classifier(settings: Settings) -> ProfileClassifier:
+    path = settings.classifier_file or default_classifier_file(settings.embedder)
+    return ProfileClassifier.load(path, make_embedder(settings.embedder))
+
+
+def initial_policy(settings: Settings) -> tuple[RoutingPolicy, str]:
+    """The registry champion when there is one, else the last good cache, else the bootstrap file."""
+    if settings.use_registry:
+        from service.policy.registry import startup_policy
+
+        return startup_policy(settings)
+    path = settings.policy_file or default_policy_file()
+    return load_policy_file(path), f"file:{path}"
+
+
+def build(settings: Settings, *, telemetry: bool = True) -> Components:
+    classifier = load_classifier(settings)
+    policy, source = initial_policy(settings)
+    holder = PolicyHolder(policy, source)
+    store = None
+    if telemetry:
+        store = TelemetryStore.open(settings.telemetry_dir, durability=settings.durability)
+    rng = random.Random(settings.seed)
+    router = Router(classifier, holder, store.journal if store else None, rng, shadow=settings.shadow)
+    recorder = OutcomeRecorder(store.journal, holder) if store else None
+    return Components(settings, classifier, holder, store, router, recorder)

@@ -1,0 +1,62 @@
+"""Every domain error tierwise raises, in one place.
+
+The HTTP edge (``service.api.errors``) and the CLI (``service.cli``) map these to a status
+code or an exit code exactly once; nothing below the edge knows about HTTP.
+"""
+
+from __future__ import annotations
+
+
+class TierwiseError(Exception):
+    """Base class: carries a stable machine-readable code and the offending field, if any."""
+
+    code = "error"
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class InvalidInput(TierwiseError):
+    code = "invalid_input"
+
+
+class ConfigError(TierwiseError):
+    code = "config_error"
+
+
+class PolicyInvalid(TierwiseError):
+    code = "policy_invalid"
+
+
+class PolicyNotFound(TierwiseError):
+    code = "policy_not_found"
+
+
+class NoEligibleTier(TierwiseError):
+    code = "no_eligible_tier"
+
+
+class DecisionNotFound(TierwiseError):
+    code = "decision_not_found"
+
+
+class OutcomeConflict(TierwiseError):
+    code = "conflict"
+
+
+class QueueItemNotFound(TierwiseError):
+    code = "queue_item_not_found"
+
+
+class ArtifactMissing(TierwiseError):
+    code = "artifact_missing"
+
+
+class TelemetryTooThin(TierwiseError):
+    code = "telemetry_too_thin"
+
+
+class RegistryUnavailable(TierwiseError):
+    code = "registry_unavailable"

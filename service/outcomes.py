@@ -1,0 +1,178 @@
+"""Record an attempt's outcome and say what the agent does next: done, escalate, human or script.
+
+Rules (DESIGN "Escalation"): a failed attempt moves up the decision's chain and never retries a
+tier; at most ``escalation.max_steps`` escalations; then the task goes to the human queue (or the
+profile's deterministic script) with its failure signature. An override is a failure of the
+routed tier, and the next step follows the override. Everything for one report happens in one
+IMMEDIATE transaction, so two processes racing on the same report cannot both record it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from jsonschema import Draft202012Validator
+
+from service.errors import DecisionNotFound, InvalidInput, OutcomeConflict, QueueItemNotFound
+from service.policy.decide import plan_for
+from service.policy.holder import PolicyHolder
+from service.policy.model import RoutingPolicy
+from service.telemetry.journal import Journal
+
+FAILURE_KINDS = ("tests_failed", "schema_invalid", "timeout", "refused", "error")
+
+
+@dataclass(frozen=True)
+class Report:
+    decision_id: str
+    attempt: int
+    tier: str
+    resolved: bool
+    cost_usd: float
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    latency_ms: float | None = None
+    failure: str | None = None
+    overridden_to: str | None = None
+    output: Any = None
+    has_output: bool = False
+
+    def fingerprint(self) -> str:
+        body = {k: v for k, v in self.__dict__.items() if k != "has_output"}
+        return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def check_output(policy: RoutingPolicy, profile: str, output: Any) -> list[str]:
+    schema = policy.output_schemas[profile].json_schema  # type: ignore[index]
+    errors = sorted(Draft202012Validator(schema).iter_errors(output), key=lambda e: list(e.path))
+    return [f"{'/'.join(str(p) for p in e.path) or '$'}: {e.message}" for e in errors[:5]]
+
+
+class OutcomeRecorder:
+    def __init__(self, journal: Journal, holder: PolicyHolder) -> None:
+        self.journal = journal
+        self.holder = holder
+
+    def record(self, report: Report) -> dict[str, Any]:
+        with self.journal.transaction() as tx:
+            decision = tx.execute("SELECT * FROM decisions WHERE decision_id = ?",
+                                  (report.decision_id,)).fetchone()
+            if decision is None:
+                raise DecisionNotFound(f"unknown decision {report.decision_id!r}", field="decision_id")
+            decision = dict(decision)
+            prior = self.journal.attempts(report.decision_id, conn=tx)
+            same = next((a for a in prior if a["attempt"] == report.attempt), None)
+            if same is not None:
+                if same["request_hash"] == report.fingerprint():
+                    return dict(json.loads(same["response"]), duplicate=True)
+                raise OutcomeConflict(f"attempt {report.attempt} of {report.decision_id} was already "
+                                      "reported with different values", field="attempt")
+            policy = self.holder.version(decision["policy_version"])
+            self._check_sequence(decision, prior, report, policy)
+            return self._store(tx, decision, prior, report, policy)
+
+    def _check_sequence(self, decision: dict[str, Any], prior: list[dict[str, Any]], report: Report,
+                        policy: RoutingPolicy) -> None:
+        if report.attempt != len(prior):
+            raise OutcomeConflict(f"attempt {report.attempt} is out of sequence: expected attempt "
+                                  f"{len(prior)} for this decision", field="attempt")
+        if prior and prior[-1]["next_action"] != "escalate":
+            raise OutcomeConflict(f"the decision is closed (last next step: {prior[-1]['next_action']})",
+                                  field="attempt")
+        expected = prior[-1]["next_tier"] if prior else decision["tier"]
+        if report.tier != expected:
+            raise OutcomeConflict(f"attempt {report.attempt} was routed to tier {expected!r}, "
+                                  f"not {report.tier!r}", field="tier")
+        if report.overridden_to is not None and report.overridden_to not in policy.tiers:
+            raise InvalidInput(f"overridden_to {report.overridden_to!r} is not a tier of policy "
+                               f"{policy.version} ({', '.join(policy.ladder)})", field="overridden_to")
+
+    def _store(self, tx: sqlite3.Connection, decision: dict[str, Any], prior: list[dict[str, Any]],
+               report: Report, policy: RoutingPolicy) -> dict[str, Any]:
+        profile = decision["profile"]
+        resolved, failure, schema_valid, schema_errors = report.resolved, report.failure, None, []
+        if report.has_output:
+            schema_errors = check_output(policy, profile, report.output)
+            schema_valid = not schema_errors
+            if schema_errors:
+                resolved, failure = False, "schema_invalid"
+        if report.overridden_to is not None:
+            resolved = False
+        if not resolved and failure is None and report.overridden_to is None:
+            failure = "error"
+        tried = [a["tier"] for a in prior] + [report.tier]
+        failures = [a["failure"] for a in prior if a["failure"]] + ([failure] if failure else [])
+        now = time.time()
+        nxt: dict[str, Any]
+        if resolved:
+            nxt = {"action": "done"}
+        else:
+            nxt = self._after_failure(tx, decision, report, policy, tried, failures, now)
+        response = {
+            "decision_id": report.decision_id, "attempt": report.attempt, "tier": report.tier,
+            "resolved": resolved, "failure": failure, "schema_valid": schema_valid,
+            "schema_errors": schema_errors, "overridden_to": report.overridden_to, "next": nxt,
+        }
+        self.journal.insert("attempts", {
+            "decision_id": report.decision_id, "attempt": report.attempt, "ts": now, "tier": report.tier,
+            "model": policy.tiers[report.tier].model if report.tier in policy.tiers else None,
+            "resolved": int(resolved), "claimed_resolved": int(report.resolved), "cost_usd": report.cost_usd,
+            "input_tokens": report.input_tokens, "output_tokens": report.output_tokens,
+            "latency_ms": report.latency_ms, "failure": failure, "overridden_to": report.overridden_to,
+            "schema_valid": None if schema_valid is None else int(schema_valid),
+            "next_action": nxt["action"], "next_tier": nxt.get("tier"),
+            "request_hash": report.fingerprint(), "response": json.dumps(response),
+        }, conn=tx)
+        return response
+
+    def _after_failure(self, tx: sqlite3.Connection, decision: dict[str, Any], report: Report,
+                       policy: RoutingPolicy, tried: list[str], failures: list[str],
+                       now: float) -> dict[str, Any]:
+        chain = json.loads(decision["escalation_chain"] or "[]")
+        candidates = [report.overridden_to] if report.overridden_to else chain
+        nxt_tier = next((t for t in candidates if t not in tried), None)
+        if report.attempt < policy.escalation.max_steps and nxt_tier is not None:
+            cause = f"override to {report.overridden_to}" if report.overridden_to else (failures[-1] or "error")
+            self.journal.insert("escalations", {
+                "decision_id": report.decision_id, "from_attempt": report.attempt, "from_tier": report.tier,
+                "to_tier": nxt_tier, "cause": cause, "ts": now}, conn=tx)
+            plan = plan_for(policy, nxt_tier, decision["profile"])
+            rest = [t for t in chain if t not in tried and t != nxt_tier]
+            return {"action": "escalate", "attempt": report.attempt + 1, "tier": nxt_tier,
+                    "model": plan.model, "temperature": plan.temperature,
+                    "max_input_tokens": plan.max_input_tokens, "max_output_tokens": plan.max_output_tokens,
+                    "output_schema": plan.output_schema,
+                    "escalation_chain": rest[: max(0, policy.escalation.max_steps - report.attempt - 1)]}
+        script = policy.escalation.scripts.get(decision["profile"])  # type: ignore[call-overload]
+        kind = "script" if script else "human"
+        cur = tx.execute(
+            "INSERT INTO queue (decision_id, ts, kind, script, profile, tiers_tried, failure_kinds, "
+            "policy_version, task_id, prompt_preview) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (report.decision_id, now, kind, script, decision["profile"], json.dumps(tried),
+             json.dumps(failures), decision["policy_version"], decision["task_id"],
+             decision["prompt_preview"]))
+        signature = {"profile": decision["profile"], "tiers_tried": tried, "failure_kinds": failures,
+                     "policy_version": decision["policy_version"]}
+        out: dict[str, Any] = {"action": kind, "queue_item_id": cur.lastrowid, "signature": signature}
+        if script:
+            out["script"] = script
+        return out
+
+
+def resolve_queue_item(journal: Journal, item_id: int, resolved_by: str, note: str | None) -> dict[str, Any]:
+    with journal.transaction() as tx:
+        item = tx.execute("SELECT * FROM queue WHERE item_id = ?", (item_id,)).fetchone()
+        if item is None:
+            raise QueueItemNotFound(f"no queue item {item_id}", field="item_id")
+        done = tx.execute("SELECT * FROM queue_resolutions WHERE item_id = ?", (item_id,)).fetchone()
+        if done is not None:
+            raise OutcomeConflict(f"queue item {item_id} was already resolved by {done['resolved_by']}",
+                                  field="item_id")
+        tx.execute("INSERT INTO queue_resolutions (item_id, ts, resolved_by, note) VALUES (?, ?, ?, ?)",
+                   (item_id, time.time(), resolved_by, note))
+    return {"item_id": item_id, "resolved_by": resolved_by, "note": note, "status": "resolved"}

@@ -1,0 +1,1 @@
+"""The versioned routing policy: thresholds, tiers, escalation, budgets and output contracts."""

@@ -1,0 +1,206 @@
+"""``RoutingPolicy``: everything that turns scores into a decision, validated on load.
+
+A policy is data. The service, the tuner and the notebooks all read the same JSON, and a
+policy that fails validation is refused with the offending field named.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from service.classify import HARNESSES, PROFILES, TOOLS
+from service.classify.success import SUCCESS_FEATURES, LinearSuccessModel
+from service.errors import PolicyInvalid
+
+Profile = Literal["mechanical", "local", "repository", "agentic"]
+Harness = Literal["local", "ci", "prod"]
+
+TEMPERATURE_RANGES: dict[str, tuple[float, float]] = {
+    "mechanical": (0.0, 0.2),
+    "local": (0.2, 0.4),
+    "repository": (0.3, 0.6),
+    "agentic": (0.3, 0.6),
+}
+
+
+class FieldError(ValueError):
+    """A cross-field check that knows which field is wrong, so the error can name it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Capabilities(_Strict):
+    tool_use: bool
+    json_mode: bool
+    tools: list[str] = Field(default_factory=list)
+
+    @field_validator("tools")
+    @classmethod
+    def _known_tools(cls, v: list[str]) -> list[str]:
+        unknown = sorted(set(v) - set(TOOLS))
+        if unknown:
+            raise ValueError(f"unknown tools {unknown}; known: {list(TOOLS)}")
+        return v
+
+
+class Tier(_Strict):
+    model: str = Field(min_length=1)
+    input_usd_per_mtok: float = Field(ge=0)
+    output_usd_per_mtok: float = Field(ge=0)
+    context_window: int = Field(gt=0)
+    max_input_tokens: int = Field(gt=0)
+    max_output_tokens: int = Field(gt=0)
+    capabilities: Capabilities
+
+    @model_validator(mode="after")
+    def _budget_fits(self) -> Tier:
+        if self.max_input_tokens + self.max_output_tokens > self.context_window:
+            raise ValueError("max_input_tokens + max_output_tokens exceeds context_window")
+        return self
+
+
+class OutputSchema(_Strict):
+    name: str = Field(min_length=1)
+    json_schema: dict[str, Any] = Field(alias="schema")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("json_schema")
+    @classmethod
+    def _valid_schema(cls, v: dict[str, Any]) -> dict[str, Any]:
+        try:
+            Draft202012Validator.check_schema(v)
+        except SchemaError as exc:
+            raise ValueError(f"not a valid JSON Schema: {exc.message}") from exc
+        return v
+
+
+class Escalation(_Strict):
+    max_steps: int = Field(2, ge=0, le=2)
+    # A deterministic script that takes over from the human queue for a profile, if any.
+    scripts: dict[Profile, str] = Field(default_factory=dict)
+
+
+class SuccessModelSpec(_Strict):
+    """A learned per-tier logistic model over ``SUCCESS_FEATURES`` (replaces the priors)."""
+
+    feature_names: list[str]
+    mean: list[float]
+    scale: list[float]
+    coef: dict[str, list[float]]
+    intercept: dict[str, float]
+
+    @model_validator(mode="after")
+    def _shapes(self) -> SuccessModelSpec:
+        if tuple(self.feature_names) != SUCCESS_FEATURES:
+            raise ValueError(f"feature_names must be {list(SUCCESS_FEATURES)}")
+        n = len(self.feature_names)
+        if len(self.mean) != n or len(self.scale) != n or any(s <= 0 for s in self.scale):
+            raise ValueError("mean and scale need one entry per feature, and scale must be > 0")
+        for tier, c in self.coef.items():
+            if len(c) != n:
+                raise ValueError(f"coef for tier {tier!r} needs {n} values")
+        if set(self.coef) != set(self.intercept):
+            raise ValueError("coef and intercept must name the same tiers")
+        return self
+
+    def to_model(self) -> LinearSuccessModel:
+        return LinearSuccessModel(tuple(self.feature_names), tuple(self.mean), tuple(self.scale),
+                                  self.coef, self.intercept)
+
+
+class RoutingPolicy(_Strict):
+    schema_version: Literal[1] = 1
+    version: str = Field("bootstrap", min_length=1)
+    description: str = ""
+    price_source: str = Field(min_length=1)
+    tiers: dict[str, Tier]
+    # Cheapest first; escalation walks up this list.
+    ladder: list[str] = Field(min_length=1)
+    success_priors: dict[Profile, dict[str, float]]
+    success_model: SuccessModelSpec | None = None
+    thresholds: dict[Harness, dict[Profile, float]]
+    temperature: dict[Profile, float]
+    output_schemas: dict[Profile, OutputSchema]
+    escalation: Escalation = Escalation()
+    exploration: dict[Harness, float]
+    # Tokens of context one in-scope file is assumed to need, for the context-window check.
+    tokens_per_file: int = Field(300, ge=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RoutingPolicy:
+        tiers = set(self.tiers)
+        if sorted(self.ladder) != sorted(tiers) or len(set(self.ladder)) != len(self.ladder):
+            raise FieldError("ladder", f"must list each tier {sorted(tiers)} exactly once, got {self.ladder}")
+        _need_all(self.success_priors, PROFILES, "success_priors")
+        for profile, row in self.success_priors.items():
+            if set(row) != tiers:
+                raise FieldError(f"success_priors.{profile}", f"must give a prior for each tier {sorted(tiers)}")
+            for tier, p in row.items():
+                if not 0.0 <= p <= 1.0:
+                    raise FieldError(f"success_priors.{profile}.{tier}", f"{p} is outside [0, 1]")
+        if self.success_model is not None and set(self.success_model.coef) != tiers:
+            raise FieldError("success_model.coef", "must give a model for each tier")
+        _need_all(self.thresholds, HARNESSES, "thresholds")
+        for harness, row in self.thresholds.items():
+            _need_all(row, PROFILES, f"thresholds.{harness}")
+            for profile, t in row.items():
+                if not 0.0 <= t <= 1.0:
+                    raise FieldError(f"thresholds.{harness}.{profile}", f"{t} is outside [0, 1]")
+        _need_all(self.temperature, PROFILES, "temperature")
+        for profile, t in self.temperature.items():
+            lo, hi = TEMPERATURE_RANGES[profile]
+            if not lo <= t <= hi:
+                raise FieldError(f"temperature.{profile}", f"{t} is outside [{lo}, {hi}]")
+        _need_all(self.output_schemas, PROFILES, "output_schemas")
+        _need_all(self.exploration, HARNESSES, "exploration")
+        for harness, rate in self.exploration.items():
+            if not 0.0 <= rate <= 0.5:
+                raise FieldError(f"exploration.{harness}", f"{rate} is outside [0, 0.5]")
+        return self
+
+    def rank(self, tier: str) -> int:
+        return self.ladder.index(tier)
+
+    def canonical_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json", by_alias=True), indent=2, sort_keys=False)
+
+
+def _need_all(mapping: dict[Any, Any], keys: tuple[str, ...], where: str) -> None:
+    missing = [k for k in keys if k not in mapping]
+    if missing:
+        raise FieldError(where, f"is missing {missing}")
+
+
+def parse_policy(raw: str | bytes | dict[str, Any], *, version: str | None = None) -> RoutingPolicy:
+    """Parse and validate; any problem becomes PolicyInvalid naming the field (dotted path)."""
+    try:
+        data = json.loads(raw) if isinstance(raw, str | bytes) else dict(raw)
+    except json.JSONDecodeError as exc:
+        raise PolicyInvalid(f"policy is not valid JSON: {exc.msg} at line {exc.lineno}", field="$") from exc
+    if not isinstance(data, dict):
+        raise PolicyInvalid("policy must be a JSON object", field="$")
+    if version is not None:
+        data["version"] = version
+    try:
+        return RoutingPolicy.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        cause = (err.get("ctx") or {}).get("error")
+        prefix = [str(p) for p in err["loc"]]
+        if isinstance(cause, FieldError):
+            prefix.append(cause.field)
+        field = ".".join(prefix) or "$"
+        msg = str(cause) if isinstance(cause, FieldError) else str(err["msg"]).removeprefix("Value error, ")
+        raise PolicyInvalid(f"invalid policy: {field}: {msg}", field=field) from exc

@@ -1,0 +1,113 @@
+"""Route one task: score it, decide under the active policy, log the decision.
+
+This is the service's one routing path; the CLI's ``tierwise route`` and the HTTP endpoint both
+call it, and the tuner replays the same ``classify`` + ``policy.decide`` functions it uses.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from service.classify.model import ProfileClassifier, Scores
+from service.classify.task import Task
+from service.policy.decide import Decision, decide
+from service.policy.holder import PolicyHolder
+from service.telemetry.journal import Journal
+
+PREVIEW_CHARS = 280
+
+
+@dataclass(frozen=True)
+class Routed:
+    decision_id: str
+    decision: Decision
+    scores: Scores
+    latency_ms: float
+    shadow_tier: str | None = None
+
+    def to_response(self) -> dict[str, Any]:
+        d, plan = self.decision, self.decision.plan
+        return {
+            "decision_id": self.decision_id,
+            "policy_version": d.policy_version,
+            "profile": d.profile,
+            "profile_scores": self.scores.profile_scores,
+            "complexity": self.scores.complexity,
+            "tier": d.tier,
+            "model": plan.model,
+            "temperature": plan.temperature,
+            "max_input_tokens": plan.max_input_tokens,
+            "max_output_tokens": plan.max_output_tokens,
+            "output_schema": plan.output_schema,
+            "escalation_chain": list(d.escalation_chain),
+            "explored": d.explored,
+            "propensity": d.propensity,
+            "tier_scores": d.tier_scores,
+            "reasons": list(d.reasons),
+            "latency_ms": round(self.latency_ms, 3),
+        }
+
+
+class Router:
+    def __init__(self, classifier: ProfileClassifier, holder: PolicyHolder, journal: Journal | None,
+                 rng: random.Random, shadow: bool = False) -> None:
+        self.classifier = classifier
+        self.holder = holder
+        self.journal = journal
+        self.rng = rng
+        self.shadow = shadow
+
+    def route(self, task: Task, *, harness: str, task_id: str | None = None) -> Routed:
+        start = time.perf_counter()
+        policy = self.holder.policy  # one reference for the whole request
+        scores = self.classifier.score(task)
+        decision = decide(policy, scores, tools=task.tools, n_files=len(task.files), harness=harness,
+                          rng=self.rng)
+        shadow_tier = None
+        challenger = self.holder.challenger if self.shadow else None
+        if challenger is not None:
+            shadow_tier = decide(challenger, scores, tools=task.tools, n_files=len(task.files),
+                                 harness=harness, rng=None).greedy_tier
+        latency_ms = (time.perf_counter() - start) * 1000.0
+        routed = Routed(uuid.uuid4().hex, decision, scores, latency_ms, shadow_tier)
+        if self.journal is not None:
+            self.journal.insert("decisions", decision_row(routed, task, task_id, policy.rank(decision.tier),
+                                                          len(policy.ladder),
+                                                          challenger.version if challenger else None))
+        return routed
+
+
+def decision_row(r: Routed, task: Task, task_id: str | None, rank: int, ladder_size: int,
+                 shadow_version: str | None) -> dict[str, Any]:
+    """Everything the tuner needs to replay this decision exactly, plus what analysts read."""
+    d, s = r.decision, r.scores
+    return {
+        "decision_id": r.decision_id, "ts": time.time(), "policy_version": d.policy_version,
+        "harness": d.harness, "task_id": task_id, "prompt_preview": task.prompt[:PREVIEW_CHARS],
+        "prompt_chars": len(task.prompt), "prompt_tokens": s.prompt_tokens, "n_files": len(task.files),
+        "tools": json.dumps(list(task.tools)), "expected_output": task.expected_output,
+        "diff_lines": task.diff_lines, "repo_files": task.repo.files,
+        "modules_touched": task.repo.modules_touched, "languages": json.dumps(list(task.repo.languages)),
+        "features": json.dumps(s.features), "profile": d.profile,
+        "profile_scores": json.dumps(s.profile_scores), "complexity": s.complexity,
+        "tier_scores": json.dumps(d.tier_scores), "eligible": json.dumps(list(d.eligible)),
+        "tier": d.tier, "tier_rank": rank, "ladder_size": ladder_size, "greedy_tier": d.greedy_tier,
+        "model": d.plan.model, "temperature": d.plan.temperature, "explored": int(d.explored),
+        "propensity": d.propensity, "escalation_chain": json.dumps(list(d.escalation_chain)),
+        "reasons": json.dumps(list(d.reasons)), "latency_ms": r.latency_ms,
+        "shadow_version": shadow_version, "shadow_tier": r.shadow_tier,
+    }
+
+
+def scores_from_row(row: dict[str, Any]) -> Scores:
+    """Rebuild the classifier's output from a logged decision, for exact replay."""
+    return Scores(
+        profile_scores=json.loads(row["profile_scores"]), complexity=float(row["complexity"]),
+        features=json.loads(row["features"]), prototype_similarity={}, keywords={},
+        prompt_tokens=int(row["prompt_tokens"]),
+    )

@@ -1,0 +1,144 @@
+"""Immutable Parquet segments, exported from the journal by rowid watermark.
+
+A segment is named ``<lo>-<hi>.parquet`` after the rowid range it holds; it is written to a
+temporary name, fsynced, then renamed, so a reader sees all of it or none of it. The watermark
+is derived from the file names, so there is no second piece of state to keep consistent.
+Every exporter holds an exclusive ``flock`` while it works, so processes never export twice.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from service.telemetry.schema import TABLES, arrow_schema, column_names
+
+_NAME = re.compile(r"^(\d{12})-(\d{12})\.parquet$")
+BATCH_ROWS = 250_000
+
+
+@contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def segment_ranges(table_dir: Path) -> list[tuple[int, int, Path]]:
+    out = []
+    for p in table_dir.glob("*.parquet"):
+        m = _NAME.match(p.name)
+        if m:
+            out.append((int(m.group(1)), int(m.group(2)), p))
+    return sorted(out)
+
+
+def _write_atomic(table: pa.Table, dest: Path) -> None:
+    tmp = dest.with_name(dest.name + ".tmp")
+    pq.write_table(table, tmp, compression="zstd")
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, dest)
+
+
+class SegmentExporter:
+    """Copies committed journal rows into segments; safe to call from any process, any time."""
+
+    def __init__(self, conn: sqlite3.Connection, root: Path) -> None:
+        self.conn = conn
+        self.root = root
+
+    def table_dir(self, table: str) -> Path:
+        return self.root / table
+
+    def ensure_layout(self) -> None:
+        """Each table gets an empty genesis segment so DuckDB views have a schema from day one."""
+        with file_lock(self.root / ".lock"):
+            for table in TABLES:
+                d = self.table_dir(table)
+                d.mkdir(parents=True, exist_ok=True)
+                genesis = d / f"{0:012d}-{0:012d}.parquet"
+                if not genesis.exists():
+                    _write_atomic(arrow_schema(table).empty_table(), genesis)
+            self._repair()
+
+    def _repair(self) -> None:
+        """Drop leftovers of an interrupted compaction: temp files, and segments whose range a
+        larger segment already covers (the compaction renamed its output but did not finish
+        deleting its inputs)."""
+        for table in TABLES:
+            d = self.table_dir(table)
+            for tmp in d.glob("*.tmp"):
+                tmp.unlink(missing_ok=True)
+            ranges = segment_ranges(d)
+            for lo, hi, path in ranges:
+                if hi == 0:
+                    continue
+                if any((a, b) != (lo, hi) and a <= lo and hi <= b for a, b, _ in ranges):
+                    path.unlink(missing_ok=True)
+
+    def watermark(self, table: str) -> int:
+        ranges = segment_ranges(self.table_dir(table))
+        return max((hi for _, hi, _ in ranges), default=0)
+
+    def export_once(self) -> dict[str, int]:
+        """Export everything committed so far; returns rows written per table."""
+        written: dict[str, int] = {}
+        with file_lock(self.root / ".lock"):
+            for table in TABLES:
+                written[table] = self._export_table(table)
+        return written
+
+    def _export_table(self, table: str) -> int:
+        cols = column_names(table)
+        schema = arrow_schema(table)
+        wm = self.watermark(table)
+        total = 0
+        while True:
+            cur = self.conn.execute(
+                f"SELECT rowid, {', '.join(cols)} FROM {table} WHERE rowid > ? ORDER BY rowid LIMIT ?",
+                (wm, BATCH_ROWS))
+            rows = cur.fetchall()
+            if not rows:
+                return total
+            rowids = [r[0] for r in rows]
+            arrays = [pa.array([_py(r[i + 1], schema.field(i).type) for r in rows], type=schema.field(i).type)
+                      for i in range(len(cols))]
+            lo, hi = rowids[0], rowids[-1]
+            _write_atomic(pa.Table.from_arrays(arrays, schema=schema),
+                          self.table_dir(table) / f"{lo:012d}-{hi:012d}.parquet")
+            total += len(rows)
+            wm = hi
+
+    def compact(self, table: str, min_segments: int = 16) -> int:
+        """Merge small segments into one, so queries open few files. Returns segments merged."""
+        with file_lock(self.root / ".lock"):
+            ranges = [r for r in segment_ranges(self.table_dir(table)) if r[1] > 0]
+            if len(ranges) < min_segments:
+                return 0
+            merged = pa.concat_tables([pq.read_table(p, schema=arrow_schema(table)) for _, _, p in ranges])
+            lo, hi = ranges[0][0], ranges[-1][1]
+            _write_atomic(merged, self.table_dir(table) / f"{lo:012d}-{hi:012d}.parquet")
+            for _, _, p in ranges:
+                p.unlink(missing_ok=True)
+            return len(ranges)
+
+
+def _py(value: object, typ: pa.DataType) -> object:
+    if value is None:
+        return None
+    if pa.types.is_boolean(typ):
+        return bool(value)
+    return value

@@ -1,0 +1,109 @@
+"""Opening telemetry under ``TIERWISE_HOME``: journal, segments, catalog, background export."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from service.telemetry.journal import Journal, connect
+from service.telemetry.segments import SegmentExporter
+from service.telemetry.warehouse import Warehouse, build_catalog, in_memory
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TelemetryPaths:
+    root: Path
+
+    @property
+    def journal(self) -> Path:
+        return self.root / "journal.sqlite"
+
+    @property
+    def segments(self) -> Path:
+        return self.root / "segments"
+
+    @property
+    def catalog(self) -> Path:
+        return self.root / "tierwise.duckdb"
+
+
+class TelemetryStore:
+    """The writer side of one process, plus a thread that exports to Parquet every few seconds."""
+
+    def __init__(self, journal: Journal, exporter: SegmentExporter, paths: TelemetryPaths) -> None:
+        self.journal = journal
+        self.exporter = exporter
+        self.paths = paths
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @classmethod
+    def open(cls, root: Path, *, durability: str = "normal", catalog: bool = True) -> TelemetryStore:
+        paths = TelemetryPaths(root)
+        conn = connect(paths.journal, durability=durability)
+        journal = Journal(conn)
+        journal.migrate()
+        exporter = SegmentExporter(_export_conn(paths.journal), paths.segments)
+        exporter.ensure_layout()
+        if catalog:
+            try:
+                build_catalog(paths.catalog, paths.segments)
+            except Exception as exc:  # a CLI user holding the catalog must not stop the service
+                log.warning("could not migrate %s (%s); programs use in-memory views", paths.catalog, exc)
+        return cls(journal, exporter, paths)
+
+    def export_now(self) -> dict[str, int]:
+        return self.exporter.export_once()
+
+    def warehouse(self, refresh: bool = True) -> Warehouse:
+        if refresh:
+            self.export_now()
+        return in_memory(self.paths.segments)
+
+    def start_background_export(self, interval_s: float) -> None:
+        def loop() -> None:
+            while not self._stop.wait(interval_s):
+                try:
+                    self.exporter.export_once()
+                except Exception:
+                    log.exception("telemetry export failed; will retry")
+
+        self._thread = threading.Thread(target=loop, name="tierwise-export", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        try:
+            self.exporter.export_once()
+        finally:
+            self.journal.close()
+            self.exporter.conn.close()
+
+
+def _export_conn(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+def open_warehouse(home: Path, refresh: bool = True) -> Warehouse:
+    """For readers (tuner, notebooks, ``tierwise stats``): export what is committed, then query
+    in memory. Never blocks, and is never blocked by, a running service."""
+    paths = TelemetryPaths(home / "telemetry")
+    if not paths.journal.exists():
+        raise FileNotFoundError(f"no telemetry under {paths.root}; start the service first")
+    exporter = SegmentExporter(_export_conn(paths.journal), paths.segments)
+    try:
+        exporter.ensure_layout()
+        if refresh:
+            exporter.export_once()
+    finally:
+        exporter.conn.close()
+    return in_memory(paths.segments)
