@@ -86,8 +86,8 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_policy(args: argparse.Namespace, settings: Settings) -> int:
-    from service.policy.registry import CHAMPION, make_registry
     from service.paths import default_policy_file
+    from service.policy.registry import CHAMPION, make_registry
 
     reg = make_registry(settings)
     reg.ensure_bootstrap(settings.policy_file or default_policy_file())

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from service.classify.embed import make_embedder
 from service.classify.model import ProfileClassifier
+from service.classify.task import Task
 from service.outcomes import OutcomeRecorder
 from service.paths import default_classifier_file, default_policy_file
 from service.policy.holder import PolicyHolder
@@ -55,6 +56,7 @@ def initial_policy(settings: Settings) -> tuple[RoutingPolicy, str]:
 
 def build(settings: Settings, *, telemetry: bool = True) -> Components:
     classifier = load_classifier(settings)
+    classifier.score(Task(prompt="warm up the encoder before the first request"))
     policy, source = initial_policy(settings)
     holder = PolicyHolder(policy, source)
     store = None

@@ -10,9 +10,9 @@ from fastapi import FastAPI, Request, Response
 
 from service import components
 from service.api import errors
+from service.api.errors import error_body
 from service.api.metrics import make_metrics
 from service.api.routes import router as v1
-from service.api.errors import error_body
 from service.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)

@@ -104,7 +104,9 @@ def decide(policy: RoutingPolicy, scores: Scores, *, tools: Sequence[str], n_fil
         propensity = 1.0 - rate
         if rng is not None and rng.random() < rate:
             tier, explored, propensity = rng.choice(others), True, rate / len(others)
-    chain = tuple(t for t in eligible if policy.rank(t) > policy.rank(tier))[: policy.escalation.max_steps]
+    climb = policy.escalation.ladder if policy.escalation.ladder is not None else policy.ladder
+    chain = tuple(t for t in eligible if policy.rank(t) > policy.rank(tier) and t in climb)
+    chain = chain[: policy.escalation.max_steps]
     reasons = [f"profile {profile} (p={scores.profile_scores[profile]:.2f}), complexity {scores.complexity:.2f}"]
     reasons += [f"{p} cues: {', '.join(words[:4])}" for p, words in scores.keywords.items()]
     reasons.append(why)

@@ -88,6 +88,9 @@ class OutputSchema(_Strict):
 
 class Escalation(_Strict):
     max_steps: int = Field(2, ge=0, le=2)
+    # The tiers escalation may climb through, cheapest first; None means every tier of the ladder.
+    # Lets a policy (or the tuner) skip rungs, e.g. escalate small → frontier directly.
+    ladder: list[str] | None = None
     # A deterministic script that takes over from the human queue for a profile, if any.
     scripts: dict[Profile, str] = Field(default_factory=dict)
 
@@ -150,6 +153,10 @@ class RoutingPolicy(_Strict):
             for tier, p in row.items():
                 if not 0.0 <= p <= 1.0:
                     raise FieldError(f"success_priors.{profile}.{tier}", f"{p} is outside [0, 1]")
+        if self.escalation.ladder is not None:
+            unknown = [t for t in self.escalation.ladder if t not in tiers]
+            if unknown:
+                raise FieldError("escalation.ladder", f"names unknown tiers {unknown}")
         if self.success_model is not None and set(self.success_model.coef) != tiers:
             raise FieldError("success_model.coef", "must give a model for each tier")
         _need_all(self.thresholds, HARNESSES, "thresholds")

@@ -101,9 +101,7 @@ def _base_views(root: Path) -> list[str]:
 def migrations(root: Path) -> list[list[str]]:
     """Numbered view migrations; the list index + 1 is the version."""
     return [
-        _base_views(root) + [_EPISODES,
-                             "CREATE OR REPLACE VIEW kpi_by_version AS " + kpi_select("policy_version"),
-                             "CREATE OR REPLACE VIEW kpi_by_day AS " + kpi_select("day")],
+        [*_base_views(root), _EPISODES, "CREATE OR REPLACE VIEW kpi_by_version AS " + kpi_select("policy_version"), "CREATE OR REPLACE VIEW kpi_by_day AS " + kpi_select("day")],
     ]
 
 

@@ -1,0 +1,119 @@
+"""A typed HTTP client for agents and the benchmark replay: ``route()`` then ``report()``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import httpx
+
+
+class ClientError(Exception):
+    """A 4xx/5xx from tierwise, with its error code, message and field."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None) -> None:
+        super().__init__(f"{status} {code}: {message}" + (f" [{field}]" if field else ""))
+        self.status, self.code, self.message, self.field = status, code, message, field
+
+
+@dataclass(frozen=True)
+class RouteDecision:
+    decision_id: str
+    policy_version: str
+    profile: str
+    tier: str
+    model: str
+    temperature: float
+    max_input_tokens: int
+    max_output_tokens: int
+    output_schema: dict[str, Any]
+    escalation_chain: list[str]
+    explored: bool
+    propensity: float
+    reasons: list[str]
+    raw: dict[str, Any] = field(repr=False)
+
+
+@dataclass(frozen=True)
+class NextStep:
+    """What to do after an attempt: ``done``, ``escalate`` (to ``tier``), ``human`` or ``script``."""
+
+    action: Literal["done", "escalate", "human", "script"]
+    attempt: int | None
+    tier: str | None
+    model: str | None
+    resolved: bool
+    failure: str | None
+    raw: dict[str, Any] = field(repr=False)
+
+
+class TierwiseClient:
+    def __init__(self, base_url: str = "http://127.0.0.1:8000", timeout: float = 30.0,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        self._http = httpx.Client(base_url=base_url, timeout=timeout, transport=transport)
+
+    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self._check(self._http.post(path, json=body))
+
+    @staticmethod
+    def _check(resp: httpx.Response) -> dict[str, Any]:
+        data: dict[str, Any] = resp.json()
+        if resp.status_code >= 400:
+            err = data.get("error", {})
+            raise ClientError(resp.status_code, err.get("code", "?"), err.get("message", ""), err.get("field"))
+        return data
+
+    def route(self, prompt: str, *, files: list[str] | None = None, repo: dict[str, Any] | None = None,
+              diff_lines: int | None = None, expected_output: str | None = None,
+              tools: list[str] | None = None, harness: str = "ci", task_id: str | None = None) -> RouteDecision:
+        body: dict[str, Any] = {"prompt": prompt, "files": files or [], "tools": tools or [], "harness": harness}
+        for key, value in (("repo", repo), ("diff_lines", diff_lines), ("expected_output", expected_output),
+                           ("task_id", task_id)):
+            if value is not None:
+                body[key] = value
+        d = self._post("/v1/route", body)
+        return RouteDecision(d["decision_id"], d["policy_version"], d["profile"], d["tier"], d["model"],
+                             d["temperature"], d["max_input_tokens"], d["max_output_tokens"], d["output_schema"],
+                             d["escalation_chain"], d["explored"], d["propensity"], d["reasons"], d)
+
+    def route_body(self, body: dict[str, Any]) -> RouteDecision:
+        """Route a ready-made request body (as the simulator builds them)."""
+        return self.route(**body)
+
+    def report(self, decision_id: str, attempt: int, tier: str, *, resolved: bool, cost_usd: float,
+               input_tokens: int | None = None, output_tokens: int | None = None,
+               latency_ms: float | None = None, failure: str | None = None,
+               overridden_to: str | None = None, output: Any = None) -> NextStep:
+        body: dict[str, Any] = {"decision_id": decision_id, "attempt": attempt, "tier": tier,
+                                "resolved": resolved, "cost_usd": cost_usd}
+        for key, value in (("input_tokens", input_tokens), ("output_tokens", output_tokens),
+                           ("latency_ms", latency_ms), ("failure", failure), ("overridden_to", overridden_to),
+                           ("output", output)):
+            if value is not None:
+                body[key] = value
+        d = self._post("/v1/outcomes", body)
+        n = d["next"]
+        return NextStep(n["action"], n.get("attempt"), n.get("tier"), n.get("model"), d["resolved"],
+                        d["failure"], d)
+
+    def queue(self) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = self._check(self._http.get("/v1/queue"))["items"]
+        return items
+
+    def resolve(self, item_id: int, resolved_by: str, note: str | None = None) -> dict[str, Any]:
+        return self._post(f"/v1/queue/{item_id}/resolve", {"resolved_by": resolved_by, "note": note})
+
+    def policy(self) -> dict[str, Any]:
+        return self._check(self._http.get("/v1/policy"))
+
+    def health(self) -> dict[str, Any]:
+        return self._check(self._http.get("/healthz"))
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> TierwiseClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
