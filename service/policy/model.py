@@ -160,16 +160,16 @@ class RoutingPolicy(_Strict):
         if self.success_model is not None and set(self.success_model.coef) != tiers:
             raise FieldError("success_model.coef", "must give a model for each tier")
         _need_all(self.thresholds, HARNESSES, "thresholds")
-        for harness, row in self.thresholds.items():
-            _need_all(row, PROFILES, f"thresholds.{harness}")
-            for profile, t in row.items():
-                if not 0.0 <= t <= 1.0:
-                    raise FieldError(f"thresholds.{harness}.{profile}", f"{t} is outside [0, 1]")
+        for harness, by_profile in self.thresholds.items():
+            _need_all(by_profile, PROFILES, f"thresholds.{harness}")
+            for prof, value in by_profile.items():
+                if not 0.0 <= value <= 1.0:
+                    raise FieldError(f"thresholds.{harness}.{prof}", f"{value} is outside [0, 1]")
         _need_all(self.temperature, PROFILES, "temperature")
-        for profile, t in self.temperature.items():
-            lo, hi = TEMPERATURE_RANGES[profile]
-            if not lo <= t <= hi:
-                raise FieldError(f"temperature.{profile}", f"{t} is outside [{lo}, {hi}]")
+        for prof, temp in self.temperature.items():
+            lo, hi = TEMPERATURE_RANGES[prof]
+            if not lo <= temp <= hi:
+                raise FieldError(f"temperature.{prof}", f"{temp} is outside [{lo}, {hi}]")
         _need_all(self.output_schemas, PROFILES, "output_schemas")
         _need_all(self.exploration, HARNESSES, "exploration")
         for harness, rate in self.exploration.items():
