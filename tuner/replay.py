@@ -7,13 +7,22 @@ judged by what ``service.policy.decide`` would do, not by a re-implementation of
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+from numpy.typing import NDArray
+
+from service.classify import HARNESSES, PROFILES
+from service.classify.success import tier_score_matrix
 from service.errors import NoEligibleTier
-from service.policy.decide import decide
+from service.policy.decide import BoolMatrix, IntArray, decide, eligible_matrix, escalation_chains, greedy_indices
 from service.policy.model import RoutingPolicy
 from service.routing import scores_from_row
+from tuner.dataset import LoggedData
+
+FloatMatrix = NDArray[np.float64]
 
 
 def replay_tier(policy: RoutingPolicy, row: dict[str, Any]) -> str | None:
@@ -40,3 +49,55 @@ def replay_chain(policy: RoutingPolicy, row: dict[str, Any]) -> tuple[str | None
 
 def replay_tiers(policy: RoutingPolicy, rows: Iterable[dict[str, Any]]) -> list[str | None]:
     return [replay_tier(policy, r) for r in rows]
+
+
+# --- Vectorised replay over a whole log -------------------------------------------------------
+# The same functions ``decide`` calls for its one row, applied to every logged row at once.
+
+@dataclass(frozen=True)
+class ReplayBase:
+    """What does not change between threshold candidates: eligibility and tier scores."""
+
+    ladder: tuple[str, ...]
+    eligible: BoolMatrix  # [n, T]
+    scores: FloatMatrix  # [n, T]
+
+
+def replay_base(policy: RoutingPolicy, data: LoggedData) -> ReplayBase:
+    needed = data.prompt_tokens + policy.tokens_per_file * data.n_files
+    eligible = eligible_matrix(policy, data.needs, needed)
+    model = policy.success_model.to_model() if policy.success_model else None
+    scores = tier_score_matrix(data.x, policy.ladder, policy.success_priors, model)
+    return ReplayBase(tuple(policy.ladder), eligible, scores)
+
+
+def threshold_table(policy: RoutingPolicy) -> FloatMatrix:
+    """[len(HARNESSES), len(PROFILES)] thresholds."""
+    return np.array([[policy.thresholds[h][p] for p in PROFILES] for h in HARNESSES],  # type: ignore[index]
+                    dtype=np.float64)
+
+
+def replay_greedy(policy: RoutingPolicy, data: LoggedData, base: ReplayBase | None = None) -> tuple[IntArray, IntArray]:
+    """(greedy tier column per row, -1 if none eligible; escalation chain [n, max_steps], -1 padded),
+    columns indexing ``policy.ladder``; exploration off, exactly as ``decide(rng=None)``."""
+    b = base if base is not None else replay_base(policy, data)
+    thr = threshold_table(policy)[data.harness_idx, data.profile_idx]
+    idx = greedy_indices(b.scores, b.eligible, thr)
+    return idx, escalation_chains(policy, idx, b.eligible)
+
+
+def tier_codes(names: NDArray[np.object_], ladder: Sequence[str]) -> IntArray:
+    """Column index of each tier name in ``ladder``; -1 for an empty or unknown name."""
+    index = {t: i for i, t in enumerate(ladder)}
+    return np.fromiter((index.get(str(t), -1) if t is not None else -1 for t in names), dtype=np.int64,
+                       count=len(names))
+
+
+def action_codes(tier_idx: IntArray, chain_idx: IntArray) -> IntArray:
+    """One integer per (first tier, escalation chain): what OPE matches logged against target on.
+    The chain matters because it decides what the episode costs and whether it resolves."""
+    code = tier_idx.astype(np.int64) + 1
+    for s in range(chain_idx.shape[1]):
+        code = code * 64 + (chain_idx[:, s].astype(np.int64) + 1)
+    out: IntArray = np.where(tier_idx >= 0, code, -1)
+    return out

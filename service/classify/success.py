@@ -7,9 +7,12 @@ logistic model per tier over ``success_features``; both paths return plain numbe
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
 
 from service.classify import PROFILES
 from service.classify.model import Scores
@@ -24,6 +27,23 @@ SUCCESS_FEATURES: tuple[str, ...] = (
     "log_modules_touched",
     "n_tools",
 )
+
+
+FloatMatrix = NDArray[np.float64]
+# Scores are rounded to this many decimals, so a logged score replays exactly.
+SCORE_DECIMALS = 6
+_FEATURE_KEYS: tuple[str, ...] = SUCCESS_FEATURES[len(PROFILES) + 1:]
+
+
+def success_feature_matrix(profile_scores: FloatMatrix, complexity: NDArray[np.float64],
+                           features: Mapping[str, NDArray[np.float64]]) -> FloatMatrix:
+    """``SUCCESS_FEATURES`` for many rows: profile probabilities [n, P] (columns in ``PROFILES``
+    order), complexity [n] and one array per structural feature; returns [n, F]."""
+    ps = np.asarray(profile_scores, dtype=np.float64)
+    cols = [ps[:, i] for i in range(len(PROFILES))]
+    cols.append(np.asarray(complexity, dtype=np.float64))
+    cols += [np.asarray(features[k], dtype=np.float64) for k in _FEATURE_KEYS]
+    return np.column_stack(cols) if cols[0].shape[0] else np.zeros((0, len(SUCCESS_FEATURES)))
 
 
 def success_features(scores: Scores) -> list[float]:
@@ -49,26 +69,63 @@ class LinearSuccessModel:
     coef: Mapping[str, Sequence[float]]
     intercept: Mapping[str, float]
 
-    def predict(self, x: Sequence[float], tiers: Sequence[str]) -> dict[str, float]:
-        out: dict[str, float] = {}
-        for tier in tiers:
-            z = self.intercept[tier] + sum(
-                c * (v - m) / s for c, v, m, s in zip(self.coef[tier], x, self.mean, self.scale, strict=True)
-            )
-            out[tier] = 1.0 / (1.0 + math.exp(-max(-40.0, min(40.0, z))))
+    def predict_matrix(self, x: FloatMatrix, tiers: Sequence[str]) -> FloatMatrix:
+        """P(resolved) for many rows [n, F] and the given tiers: returns [n, len(tiers)]."""
+        x = np.asarray(x, dtype=np.float64)
+        z = (x - np.asarray(self.mean)) / np.asarray(self.scale)
+        coef = np.array([self.coef[t] for t in tiers], dtype=np.float64).reshape(len(tiers), x.shape[1])
+        logits = z @ coef.T + np.array([self.intercept[t] for t in tiers], dtype=np.float64)
+        out: FloatMatrix = 1.0 / (1.0 + np.exp(-np.clip(logits, -40.0, 40.0)))
         return out
 
+    def predict(self, x: Sequence[float], tiers: Sequence[str]) -> dict[str, float]:
+        row = self.predict_matrix(np.asarray([x], dtype=np.float64), tiers)[0]
+        return {t: float(v) for t, v in zip(tiers, row, strict=True)}
 
-def prior_scores(profile_scores: Mapping[str, float], priors: Mapping[str, Mapping[str, float]],
+
+def prior_score_matrix(profile_scores: FloatMatrix, priors: Mapping[Any, Mapping[str, float]],
+                       tiers: Sequence[str]) -> FloatMatrix:
+    """Σ_p P(p | task) · prior(p, tier) for many rows; profile columns in ``PROFILES`` order."""
+    ps = np.asarray(profile_scores, dtype=np.float64)
+    out = np.zeros((ps.shape[0], len(tiers)))
+    for i, p in enumerate(PROFILES):  # accumulate in profile order, as a scalar sum would
+        out = out + ps[:, i:i + 1] * np.array([priors[p][t] for t in tiers], dtype=np.float64)
+    return out
+
+
+def prior_scores(profile_scores: Mapping[str, float], priors: Mapping[Any, Mapping[str, float]],
                  tiers: Sequence[str]) -> dict[str, float]:
-    return {t: sum(profile_scores[p] * priors[p][t] for p in PROFILES) for t in tiers}
+    row = prior_score_matrix(np.array([[profile_scores[p] for p in PROFILES]]), priors, tiers)[0]
+    return {t: float(v) for t, v in zip(tiers, row, strict=True)}
 
 
-def tier_scores(scores: Scores, tiers: Sequence[str], priors: Mapping[str, Mapping[str, float]],
+def tier_score_matrix(x: FloatMatrix, tiers: Sequence[str], priors: Mapping[Any, Mapping[str, float]],
+                      model: LinearSuccessModel | None) -> FloatMatrix:
+    """Per-tier success scores for many rows of ``SUCCESS_FEATURES`` [n, F] -> [n, len(tiers)].
+
+    The one implementation behind ``tier_scores`` (the service, one row) and the tuner (all rows):
+    the learned model where the policy has one, priors otherwise; rounded so replays are exact.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    raw = prior_score_matrix(x[:, :len(PROFILES)], priors, tiers) if model is None else model.predict_matrix(x, tiers)
+    return round_scores(raw)
+
+
+def round_scores(raw: FloatMatrix) -> FloatMatrix:
+    """``round(v, 6)`` elementwise with Python's exact semantics (correctly rounded, half to even on
+    the exact binary value). ``np.round`` scales first, so it can disagree right at a half; the
+    few values that close to one are rounded by Python itself."""
+    out: FloatMatrix = np.round(raw, SCORE_DECIMALS)
+    scaled = np.asarray(raw, dtype=np.float64) * 10.0**SCORE_DECIMALS
+    near = np.abs(scaled - np.floor(scaled) - 0.5) < 1e-6
+    if near.any():
+        idx = np.nonzero(near)
+        out[idx] = [round(float(v), SCORE_DECIMALS) for v in np.asarray(raw)[idx]]
+    return out
+
+
+def tier_scores(scores: Scores, tiers: Sequence[str], priors: Mapping[Any, Mapping[str, float]],
                 model: LinearSuccessModel | None) -> dict[str, float]:
-    """Learned model where the policy has one, priors otherwise; rounded so replays are exact."""
-    if model is None:
-        raw = prior_scores(scores.profile_scores, priors, tiers)
-    else:
-        raw = model.predict(success_features(scores), tiers)
-    return {t: round(v, 6) for t, v in raw.items()}
+    """One row of ``tier_score_matrix``, as a dict keyed by tier."""
+    row = tier_score_matrix(np.asarray([success_features(scores)], dtype=np.float64), tiers, priors, model)[0]
+    return {t: float(v) for t, v in zip(tiers, row, strict=True)}

@@ -2,8 +2,14 @@
 
 Rule: among eligible tiers (the model has every tool the task needs and its input budget holds
 the task), take the cheapest whose success score clears the harness/profile threshold; if none
-clears it, the eligible tier with the best score. With probability ``exploration[harness]``,
-pick uniformly among the other eligible tiers instead, and log the propensity either way.
+clears it, the eligible tier with the best score (ties: the higher tier). With probability
+``exploration[harness]``, pick uniformly among the other eligible tiers instead, and log the
+propensity either way.
+
+The greedy choice, eligibility and escalation chain are vectorised numpy functions over many
+rows (``eligible_matrix``, ``greedy_indices``, ``escalation_chains``); ``decide`` calls them on
+its single row and the tuner calls the very same functions on a whole log, so an offline
+replay cannot drift from what the service does. Tier columns are in ``policy.ladder`` order.
 """
 
 from __future__ import annotations
@@ -13,6 +19,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+from numpy.typing import NDArray
+
+from service.classify import TOOLS
 from service.classify.model import Scores
 from service.classify.success import tier_scores
 from service.errors import NoEligibleTier
@@ -68,14 +78,83 @@ def eligibility(policy: RoutingPolicy, tools: Sequence[str], needed_tokens: int)
     return eligible, excluded
 
 
-def greedy_choice(policy: RoutingPolicy, harness: str, profile: str, scores: dict[str, float],
-                  eligible: Sequence[str]) -> tuple[str, str]:
-    threshold = policy.thresholds[harness][profile]  # type: ignore[index]
-    for name in eligible:
-        if scores[name] >= threshold:
-            return name, f"{name}: success {scores[name]:.2f} ≥ threshold {threshold:.2f} ({harness}/{profile})"
-    best = max(eligible, key=lambda t: (scores[t], policy.rank(t)))
-    return best, f"no tier clears threshold {threshold:.2f} ({harness}/{profile}); {best} scores best"
+BoolMatrix = NDArray[np.bool_]
+IntArray = NDArray[np.int64]
+# Tool columns of ``tools_matrix``: the known tools, then one for any tool no tier can have.
+TOOL_COLUMNS: tuple[str, ...] = (*TOOLS, "<other>")
+
+
+def tools_matrix(tool_lists: Sequence[Sequence[str]]) -> BoolMatrix:
+    """[n, len(TOOL_COLUMNS)]: which tools each task needs (unknown tools in the last column)."""
+    out = np.zeros((len(tool_lists), len(TOOL_COLUMNS)), dtype=bool)
+    index = {t: i for i, t in enumerate(TOOLS)}
+    for r, tools in enumerate(tool_lists):
+        for t in tools:
+            out[r, index.get(t, len(TOOLS))] = True
+    return out
+
+
+def eligible_matrix(policy: RoutingPolicy, needs: BoolMatrix, needed_tokens: NDArray[Any]) -> BoolMatrix:
+    """[n, T] in ladder order: the tier's model has every needed tool and its input budget holds
+    the task (``needed_tokens`` = prompt tokens + tokens_per_file · files)."""
+    has = np.array([[t in policy.tiers[name].capabilities.tools for t in TOOL_COLUMNS] for name in policy.ladder],
+                   dtype=bool)
+    budget = np.array([policy.tiers[name].max_input_tokens for name in policy.ladder], dtype=np.int64)
+    lacks = (np.asarray(needs, dtype=bool)[:, None, :] & ~has[None, :, :]).any(axis=2)
+    over = np.asarray(needed_tokens, dtype=np.int64)[:, None] > budget[None, :]
+    out: BoolMatrix = ~lacks & ~over
+    return out
+
+
+def greedy_indices(scores: NDArray[np.float64], eligible: BoolMatrix, thresholds: NDArray[np.float64]) -> IntArray:
+    """The greedy tier (column index) per row; -1 where no tier is eligible.
+
+    The first eligible column whose score is >= the row's threshold; if none clears it, the
+    eligible column with the best score, ties going to the later (bigger) column.
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    el = np.asarray(eligible, dtype=bool)
+    thr = np.asarray(thresholds, dtype=np.float64)
+    n, k = el.shape
+    # Column by column (few tiers, many rows): vector ops over rows, no per-row Python.
+    first = np.full(n, -1, dtype=np.int64)
+    for j in range(k - 1, -1, -1):  # walking down, so the cheapest clearing column wins
+        first = np.where(el[:, j] & (s[:, j] >= thr), j, first)
+    best = np.full(n, -np.inf)
+    fallback = np.full(n, -1, dtype=np.int64)
+    for j in range(k):  # >= so that a tie goes to the later (bigger) column
+        better = el[:, j] & (s[:, j] >= best)
+        best = np.where(better, s[:, j], best)
+        fallback = np.where(better, j, fallback)
+    out: IntArray = np.where(first >= 0, first, fallback)
+    return out
+
+
+def escalation_chains(policy: RoutingPolicy, tier_idx: IntArray, eligible: BoolMatrix) -> IntArray:
+    """[n, max_steps] column indices of the escalation chain after ``tier_idx``, -1 padded: the
+    eligible tiers above the first tier that the escalation ladder allows, cheapest first."""
+    ladder = policy.ladder
+    climb_names = policy.escalation.ladder if policy.escalation.ladder is not None else ladder
+    climb = np.array([t in climb_names for t in ladder], dtype=bool)
+    el = np.asarray(eligible, dtype=bool)
+    ti = np.asarray(tier_idx, dtype=np.int64)
+    above = np.arange(len(ladder))[None, :] > ti[:, None]
+    cand = el & above & climb[None, :] & (ti[:, None] >= 0)
+    pos = np.cumsum(cand, axis=1)
+    steps = policy.escalation.max_steps
+    out = np.full((el.shape[0], steps), -1, dtype=np.int64)
+    for s in range(steps):
+        hit = cand & (pos == s + 1)
+        out[:, s] = np.where(hit.any(axis=1), np.argmax(hit, axis=1), -1)
+    return out
+
+
+def greedy_propensities(eligible: BoolMatrix, rates: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Probability of logging the greedy tier: 1 - rate when there is another eligible tier."""
+    r = np.asarray(rates, dtype=np.float64)
+    others = np.asarray(eligible, dtype=bool).sum(axis=1) > 1
+    out: NDArray[np.float64] = np.where(others & (r > 0), 1.0 - r, 1.0)
+    return out
 
 
 def plan_for(policy: RoutingPolicy, tier: str, profile: str) -> TierPlan:
@@ -90,13 +169,27 @@ def decide(policy: RoutingPolicy, scores: Scores, *, tools: Sequence[str], n_fil
            rng: random.Random | None) -> Decision:
     """The one decision function; ``rng=None`` disables exploration (replay, evaluation)."""
     profile = scores.profile
-    eligible, excluded = eligibility(policy, tools, context_tokens(policy, scores, n_files))
+    needed = context_tokens(policy, scores, n_files)
+    _, excluded = eligibility(policy, tools, needed)
+    mask = eligible_matrix(policy, tools_matrix([tools]), np.array([needed], dtype=np.int64))
+    eligible = [name for name, ok in zip(policy.ladder, mask[0], strict=True) if ok]
     if not eligible:
-        field_name = "tools" if any("lacks tool" in e for e in excluded) else "prompt"
+        if any("lacks tool" in e for e in excluded):
+            field_name = "tools"
+        else:  # too big: blame the files when the prompt alone would have fitted some tier
+            fits_alone = any(scores.prompt_tokens <= policy.tiers[t].max_input_tokens for t in policy.ladder)
+            field_name = "files" if n_files > 0 and fits_alone else "prompt"
         raise NoEligibleTier("no tier can take this task: " + "; ".join(excluded), field=field_name)
-    ts = tier_scores(scores, eligible, policy.success_priors,
-                     policy.success_model.to_model() if policy.success_model else None)
-    greedy, why = greedy_choice(policy, harness, profile, ts, eligible)
+    every = tier_scores(scores, policy.ladder, policy.success_priors,
+                        policy.success_model.to_model() if policy.success_model else None)
+    ts = {name: every[name] for name in eligible}
+    threshold = policy.thresholds[harness][profile]  # type: ignore[index]
+    row = np.array([[every[name] for name in policy.ladder]], dtype=np.float64)
+    greedy = policy.ladder[int(greedy_indices(row, mask, np.array([threshold]))[0])]
+    if ts[greedy] >= threshold:
+        why = f"{greedy}: success {ts[greedy]:.2f} ≥ threshold {threshold:.2f} ({harness}/{profile})"
+    else:
+        why = f"no tier clears threshold {threshold:.2f} ({harness}/{profile}); {greedy} scores best"
     rate = policy.exploration[harness]  # type: ignore[index]
     others = [t for t in eligible if t != greedy]
     tier, explored, propensity = greedy, False, 1.0
@@ -104,9 +197,8 @@ def decide(policy: RoutingPolicy, scores: Scores, *, tools: Sequence[str], n_fil
         propensity = 1.0 - rate
         if rng is not None and rng.random() < rate:
             tier, explored, propensity = rng.choice(others), True, rate / len(others)
-    climb = policy.escalation.ladder if policy.escalation.ladder is not None else policy.ladder
-    chain = tuple(t for t in eligible if policy.rank(t) > policy.rank(tier) and t in climb)
-    chain = chain[: policy.escalation.max_steps]
+    steps = escalation_chains(policy, np.array([policy.rank(tier)], dtype=np.int64), mask)[0]
+    chain = tuple(policy.ladder[int(j)] for j in steps if j >= 0)
     reasons = [f"profile {profile} (p={scores.profile_scores[profile]:.2f}), complexity {scores.complexity:.2f}"]
     reasons += [f"{p} cues: {', '.join(words[:4])}" for p, words in scores.keywords.items()]
     reasons.append(why)

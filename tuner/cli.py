@@ -1,0 +1,62 @@
+"""``tierwise retune``: registered into the service CLI when the tuner is installed."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from service.settings import Settings
+
+
+def cmd_retune(args: argparse.Namespace, settings: Settings) -> int:
+    from tuner.retune import run_retune
+
+    result = run_retune(settings, dry_run=args.dry_run, if_drift=args.if_drift, trials=args.trials,
+                        holdout_days=args.holdout_days, min_decisions=args.min_decisions, seed=args.seed,
+                        margin=args.margin, floor=args.floor, progress=not args.no_progress)
+    if args.json:
+        print(json.dumps(_jsonable(result.__dict__), indent=2))
+        return 0
+    print(f"retune: {result.status}" + (f" → policy version {result.version}" if result.version else "")
+          + (f" (MLflow run {result.run_id})" if result.run_id else ""))
+    print(f"  data: {result.n_decisions} decisions with outcomes; train {result.n_train}, holdout "
+          f"{result.n_holdout} ({result.split} split); drift {'FLAGGED' if result.drift_flagged else 'none'}")
+    for name, est in (("champion " + result.champion_version, result.champion), ("candidate", result.candidate)):
+        if est:
+            print(f"  {name:<20} resolution {est['resolution']:.4f} [{est['resolution_low']:.4f}, "
+                  f"{est['resolution_high']:.4f}]  cost/resolved ${est['cost_per_resolved']:.5f} "
+                  f"[{est['cost_per_resolved_low']:.5f}, {est['cost_per_resolved_high']:.5f}]")
+    if result.shadow:
+        print(f"  shadow: {int(result.shadow['shadow_rows'])} rows, agreement "
+              f"{result.shadow['shadow_agreement']:.3f}")
+    print(f"  {result.reason}")
+    return 0
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and value != value:
+        return None
+    return value
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("retune", help="learn a new policy from telemetry, evaluate it off-policy, publish it")
+    p.add_argument("--dry-run", action="store_true", help="evaluate only; publish nothing")
+    p.add_argument("--if-drift", action="store_true", help="retune only if the drift report flags")
+    p.add_argument("--trials", type=int, default=60, help="Optuna trials (default 60)")
+    p.add_argument("--holdout-days", type=float, default=2.0, help="hold out the last N days (default 2)")
+    p.add_argument("--min-decisions", type=int, default=1000,
+                   help="refuse to retune on fewer decisions with outcomes (default 1000)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--margin", type=float, default=0.03,
+                   help="relative cost-per-resolved improvement needed to promote (default 0.03)")
+    p.add_argument("--floor", type=float, default=None,
+                   help="resolution-rate floor (default: champion estimate - 0.005)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(fn=cmd_retune)
