@@ -37,16 +37,19 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_route(args: argparse.Namespace, settings: Settings) -> int:
+    from service.errors import InvalidInput
+
+    # Checked before anything heavy is imported or loaded.
+    if not args.prompt.strip():
+        raise InvalidInput("prompt is empty", field="prompt")
+    if args.diff_lines is not None and args.diff_lines < 0:
+        raise InvalidInput(f"--diff-lines must be >= 0, got {args.diff_lines}", field="diff_lines")
     from service.classify.task import RepoInfo, Task
     from service.components import build
 
-    parts = build(settings.model_copy(update={"use_registry": settings.use_registry}), telemetry=False)
+    parts = build(settings, telemetry=False)
     task = Task(prompt=args.prompt, files=tuple(args.file), repo=RepoInfo(),
                 diff_lines=args.diff_lines, expected_output=args.expected_output, tools=tuple(args.tool))
-    if not args.prompt.strip():
-        from service.errors import InvalidInput
-
-        raise InvalidInput("prompt is empty", field="prompt")
     routed = parts.router.route(task, harness=args.harness)
     out = routed.to_response()
     if args.json:
@@ -115,10 +118,21 @@ def cmd_policy(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
     import pandas as pd
 
+    from service.errors import ConfigError
     from service.telemetry.store import open_warehouse
 
-    since = date.fromisoformat(args.since) if args.since else None
-    df = open_warehouse(settings.home).kpis(by=args.by, since=since)
+    try:
+        since = date.fromisoformat(args.since) if args.since else None
+    except ValueError as exc:
+        raise ConfigError(f"--since {args.since!r} is not a YYYY-MM-DD date", field="since") from exc
+    try:
+        wh = open_warehouse(settings.home)
+    except FileNotFoundError as exc:
+        raise ConfigError(str(exc), field="TIERWISE_HOME") from exc
+    try:
+        df = wh.kpis(by=args.by, since=since)
+    finally:
+        wh.close()
     if df.empty:
         print("no decisions recorded yet")
         return 0

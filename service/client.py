@@ -57,9 +57,15 @@ class TierwiseClient:
 
     @staticmethod
     def _check(resp: httpx.Response) -> dict[str, Any]:
-        data: dict[str, Any] = resp.json()
+        try:
+            data = resp.json()
+        except ValueError:  # a proxy's HTML error page, an empty body
+            data = None
+        if not isinstance(data, dict):
+            raise ClientError(resp.status_code, "bad_response",
+                              f"expected a JSON object, got {resp.text[:200]!r}", None)
         if resp.status_code >= 400:
-            err = data.get("error", {})
+            err = data.get("error") or {}
             raise ClientError(resp.status_code, err.get("code", "?"), err.get("message", ""), err.get("field"))
         return data
 

@@ -10,12 +10,13 @@ from pathlib import Path
 from service.classify.embed import make_embedder
 from service.classify.model import ProfileClassifier
 from service.classify.task import Task
+from service.errors import ArtifactMissing, ConfigError
 from service.outcomes import OutcomeRecorder
 from service.paths import default_classifier_file, default_policy_file
 from service.policy.holder import PolicyHolder
 from service.policy.model import RoutingPolicy, parse_policy
 from service.routing import Router
-from service.settings import Settings
+from service.settings import ENV_PREFIX, Settings
 from service.telemetry.store import TelemetryStore
 
 log = logging.getLogger(__name__)
@@ -36,12 +37,21 @@ class Components:
 
 
 def load_policy_file(path: Path) -> RoutingPolicy:
-    return parse_policy(path.read_text())
+    try:
+        raw = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read policy file {path}: {exc.strerror or exc}",
+                          field=f"{ENV_PREFIX}POLICY_FILE") from exc
+    return parse_policy(raw)
 
 
 def load_classifier(settings: Settings) -> ProfileClassifier:
     path = settings.classifier_file or default_classifier_file(settings.embedder)
-    return ProfileClassifier.load(path, make_embedder(settings.embedder))
+    try:
+        return ProfileClassifier.load(path, make_embedder(settings.embedder))
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # unreadable, not JSON, or a field missing
+        raise ArtifactMissing(f"classifier artefact {path} cannot be loaded ({type(exc).__name__}: {exc}); "
+                              "rebuild it with `tierwise train`", field="classifier_file") from exc
 
 
 def initial_policy(settings: Settings) -> tuple[RoutingPolicy, str]:

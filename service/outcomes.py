@@ -91,6 +91,12 @@ class OutcomeRecorder:
         if report.overridden_to is not None and report.overridden_to not in policy.tiers:
             raise InvalidInput(f"overridden_to {report.overridden_to!r} is not a tier of policy "
                                f"{policy.version} ({', '.join(policy.ladder)})", field="overridden_to")
+        if report.overridden_to is not None and report.overridden_to == report.tier:
+            raise InvalidInput(f"overridden_to {report.overridden_to!r} is the tier of this attempt; an "
+                               "override names the tier the developer forced instead", field="overridden_to")
+        if report.resolved and report.failure is not None:
+            raise InvalidInput(f"a resolved attempt cannot have failure {report.failure!r}; send "
+                               "resolved=false with the failure kind", field="failure")
 
     def _store(self, tx: sqlite3.Connection, decision: dict[str, Any], prior: list[dict[str, Any]],
                report: Report, policy: RoutingPolicy) -> dict[str, Any]:
@@ -134,7 +140,9 @@ class OutcomeRecorder:
                        policy: RoutingPolicy, tried: list[str], failures: list[str],
                        now: float) -> dict[str, Any]:
         chain = json.loads(decision["escalation_chain"] or "[]")
-        candidates = [report.overridden_to] if report.overridden_to else chain
+        # Escalation only climbs: after a failure at any tier (an override target included), the
+        # candidates are the chain's tiers above it, never a cheaper one.
+        candidates = [report.overridden_to] if report.overridden_to else _above(policy, chain, report.tier)
         nxt_tier = next((t for t in candidates if t not in tried), None)
         if report.attempt < policy.escalation.max_steps and nxt_tier is not None:
             cause = f"override to {report.overridden_to}" if report.overridden_to else (failures[-1] or "error")
@@ -142,13 +150,13 @@ class OutcomeRecorder:
                 "decision_id": report.decision_id, "from_attempt": report.attempt, "from_tier": report.tier,
                 "to_tier": nxt_tier, "cause": cause, "ts": now}, conn=tx)
             plan = plan_for(policy, nxt_tier, decision["profile"])
-            rest = [t for t in chain if t not in tried and t != nxt_tier]
+            rest = [t for t in _above(policy, chain, nxt_tier) if t not in tried]
             return {"action": "escalate", "attempt": report.attempt + 1, "tier": nxt_tier,
                     "model": plan.model, "temperature": plan.temperature,
                     "max_input_tokens": plan.max_input_tokens, "max_output_tokens": plan.max_output_tokens,
                     "output_schema": plan.output_schema,
                     "escalation_chain": rest[: max(0, policy.escalation.max_steps - report.attempt - 1)]}
-        script = policy.escalation.scripts.get(decision["profile"])  # type: ignore[call-overload]
+        script = next((s for p, s in policy.escalation.scripts.items() if p == decision["profile"]), None)
         kind = "script" if script else "human"
         cur = tx.execute(
             "INSERT INTO queue (decision_id, ts, kind, script, profile, tiers_tried, failure_kinds, "
@@ -162,6 +170,13 @@ class OutcomeRecorder:
         if script:
             out["script"] = script
         return out
+
+
+def _above(policy: RoutingPolicy, chain: list[str], tier: str) -> list[str]:
+    """The tiers of ``chain`` ranked above ``tier`` on the policy's ladder, cheapest first."""
+    if tier not in policy.ladder:
+        return [t for t in chain if t != tier]
+    return [t for t in chain if t in policy.ladder and policy.rank(t) > policy.rank(tier)]
 
 
 def resolve_queue_item(journal: Journal, item_id: int, resolved_by: str, note: str | None) -> dict[str, Any]:

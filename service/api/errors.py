@@ -29,7 +29,9 @@ def error_body(code: str, message: str, field: str | None) -> dict[str, dict[str
 
 
 def _field(loc: tuple[int | str, ...]) -> str | None:
-    parts = [str(p) for p in loc if p != "body"]
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in ("body", "path", "query", "header"):
+        parts = parts[1:]
     return ".".join(parts) or None
 
 

@@ -58,7 +58,8 @@ def outcomes(body: OutcomeIn, request: Request) -> dict[str, Any]:
         output=body.output, has_output="output" in fields and body.output is not None,
     )
     response = parts.recorder.record(report)
-    request.app.state.metrics.outcomes.labels(response["next"]["action"]).inc()
+    if not response.get("duplicate"):  # a retried report is one outcome, counted once
+        request.app.state.metrics.outcomes.labels(response["next"]["action"]).inc()
     return response
 
 

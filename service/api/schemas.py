@@ -1,4 +1,7 @@
-"""Request bodies of the v1 contract. Bounds that depend on settings are checked in the routes."""
+"""Request bodies of the v1 contract. Bounds that depend on settings are checked in the routes.
+
+Models are strict (no ``true`` → 1, ``1.0`` → 1 or ``"3"`` → 3 coercion: a wrong type is a 422
+naming the field) and refuse NaN and infinities, which would otherwise poison the KPIs."""
 
 from __future__ import annotations
 
@@ -12,15 +15,18 @@ HarnessName = Literal["local", "ci", "prod"]
 FailureKind = Literal["tests_failed", "schema_invalid", "timeout", "refused", "error"]
 
 
+_STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+
 class RepoIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = _STRICT
     files: int | None = Field(None, ge=0, le=100_000_000)
     modules_touched: int | None = Field(None, ge=0, le=1_000_000)
     languages: list[str] = Field(default_factory=list, max_length=100)
 
 
 class RouteIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = _STRICT
     prompt: str = Field(min_length=1)
     files: list[str] = Field(default_factory=list)
     repo: RepoIn = Field(default_factory=RepoIn)
@@ -32,7 +38,7 @@ class RouteIn(BaseModel):
 
 
 class OutcomeIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = _STRICT
     decision_id: str = Field(min_length=1, max_length=64)
     attempt: int = Field(ge=0, le=2)
     tier: str = Field(min_length=1, max_length=64)
@@ -47,6 +53,6 @@ class OutcomeIn(BaseModel):
 
 
 class QueueResolveIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = _STRICT
     resolved_by: str = Field(min_length=1, max_length=200)
     note: str | None = Field(None, max_length=10_000)

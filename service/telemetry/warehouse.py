@@ -17,7 +17,7 @@ import pandas as pd
 from service.telemetry.schema import TABLES
 from service.telemetry.segments import file_lock
 
-_EPISODES = """
+_EPISODES_TEMPLATE = """
 CREATE OR REPLACE VIEW episodes AS
 WITH a AS (
     SELECT decision_id,
@@ -46,11 +46,16 @@ SELECT d.decision_id, d.ts, CAST(to_timestamp(d.ts) AT TIME ZONE 'UTC' AS DATE) 
        coalesce(a.overridden, false) AS overridden,
        a.first_resolved, a.first_overridden, a.last_failure,
        CASE WHEN a.resolved THEN a.latency_ms END AS ttr_ms,
-       q.decision_id IS NOT NULL AS queued
+       q.decision_id IS NOT NULL AS queued{extra}
 FROM decisions d
 LEFT JOIN a USING (decision_id)
 LEFT JOIN queue q USING (decision_id)
 """
+
+_EPISODES_V1 = _EPISODES_TEMPLATE.format(extra="")
+# v2: ``queued`` is any queue item (human or script); ``human_queued`` only the human queue, which
+# is what the human-queue rate counts (a task a deterministic script took over needs no person).
+_EPISODES = _EPISODES_TEMPLATE.format(extra=",\n       coalesce(q.kind = 'human', false) AS human_queued")
 
 _KPI = """
 WITH f AS (
@@ -75,20 +80,22 @@ SELECT e.{key} AS {key},
        avg(n_attempts) FILTER (WHERE has_outcome)        AS mean_attempts,
        quantile_cont(ttr_ms, 0.5)  FILTER (WHERE resolved) AS ttr_p50_ms,
        quantile_cont(ttr_ms, 0.95) FILTER (WHERE resolved) AS ttr_p95_ms,
-       avg(CAST(queued AS INT)) FILTER (WHERE has_outcome) AS human_queue_rate,
+       avg(CAST({human} AS INT)) FILTER (WHERE has_outcome) AS human_queue_rate,
        avg(CAST(explored AS INT))                        AS exploration_rate,
-       any_value(f.failures_tests_failed)   AS failures_tests_failed,
-       any_value(f.failures_schema_invalid) AS failures_schema_invalid,
-       any_value(f.failures_timeout)        AS failures_timeout,
-       any_value(f.failures_refused)        AS failures_refused,
-       any_value(f.failures_error)          AS failures_error
+       coalesce(any_value(f.failures_tests_failed), 0)   AS failures_tests_failed,
+       coalesce(any_value(f.failures_schema_invalid), 0) AS failures_schema_invalid,
+       coalesce(any_value(f.failures_timeout), 0)        AS failures_timeout,
+       coalesce(any_value(f.failures_refused), 0)        AS failures_refused,
+       coalesce(any_value(f.failures_error), 0)          AS failures_error
 FROM {source} e LEFT JOIN f ON f.k = e.{key}
 GROUP BY e.{key}
 """
 
 
-def kpi_select(key: str, source: str = "episodes") -> str:
-    return _KPI.format(key=key, source=source)
+def kpi_select(key: str, source: str = "episodes", *, human: str = "human_queued") -> str:
+    """The KPI query grouped by ``key`` over ``source`` (a view or a parenthesised subquery that
+    appears twice, so a parameterised source takes its parameters twice)."""
+    return _KPI.format(key=key, source=source, human=human)
 
 
 def _base_views(root: Path) -> list[str]:
@@ -101,7 +108,13 @@ def _base_views(root: Path) -> list[str]:
 def migrations(root: Path) -> list[list[str]]:
     """Numbered view migrations; the list index + 1 is the version."""
     return [
-        [*_base_views(root), _EPISODES, "CREATE OR REPLACE VIEW kpi_by_version AS " + kpi_select("policy_version"), "CREATE OR REPLACE VIEW kpi_by_day AS " + kpi_select("day")],
+        [*_base_views(root), _EPISODES_V1,
+         "CREATE OR REPLACE VIEW kpi_by_version AS " + kpi_select("policy_version", human="queued"),
+         "CREATE OR REPLACE VIEW kpi_by_day AS " + kpi_select("day", human="queued")],
+        # 2: the human-queue rate leaves out script take-overs; failure counts are 0, not NULL.
+        [_EPISODES,
+         "CREATE OR REPLACE VIEW kpi_by_version AS " + kpi_select("policy_version"),
+         "CREATE OR REPLACE VIEW kpi_by_day AS " + kpi_select("day")],
     ]
 
 

@@ -1,0 +1,127 @@
+"""Shared fixtures for the routing-service tests.
+
+The fast path trains a classifier with the deterministic ``HashingEmbedder`` once per session,
+so most tests never load MiniLM; settings point every test at its own ``tmp_path`` home and a
+file policy (no MLflow). Tests that need the real model are marked ``minilm`` and still run by
+default.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+
+REPO = Path(__file__).resolve().parent.parent
+# `pytest` and `python -m pytest` see the same packages (bench/ is not an installed package).
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+DATA = REPO / "data"
+SEED = 20261127
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "minilm: loads the real all-MiniLM-L6-v2 model (run by default)")
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No TIERWISE_* variable from the developer's shell leaks into a test."""
+    for key in list(os.environ):
+        if key.startswith("TIERWISE_"):
+            monkeypatch.delenv(key, raising=False)
+
+
+@pytest.fixture(scope="session")
+def hashing_classifier_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from service.classify.embed import HashingEmbedder
+    from service.classify.train import load_corpus, train
+
+    artifact = train(load_corpus(DATA / "corpus", split="train"), HashingEmbedder())
+    path = tmp_path_factory.mktemp("classifier") / "classifier.hashing.json"
+    path.write_text(json.dumps(artifact))
+    return path
+
+
+@pytest.fixture(scope="session")
+def default_policy_dict() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((DATA / "policy.default.json").read_text())
+    return data
+
+
+@pytest.fixture
+def policy_dict(default_policy_dict: dict[str, Any]) -> dict[str, Any]:
+    """A fresh, mutable copy of the shipped policy."""
+    return copy.deepcopy(default_policy_dict)
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path, hashing_classifier_file: Path) -> Callable[..., Any]:
+    from service.settings import load_settings
+
+    def make(**overrides: Any) -> Any:
+        base: dict[str, Any] = {
+            "home": tmp_path / "home", "embedder": "hashing", "classifier_file": hashing_classifier_file,
+            "use_registry": False, "seed": SEED, "export_interval_s": 0.1,
+        }
+        base.update(overrides)
+        return load_settings(**base)
+
+    return make
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Any]) -> Any:
+    return make_settings()
+
+
+@pytest.fixture
+def write_policy(tmp_path: Path) -> Callable[[dict[str, Any]], Path]:
+    counter = iter(range(1_000))
+
+    def write(policy: dict[str, Any]) -> Path:
+        path = tmp_path / f"policy-{next(counter)}.json"
+        path.write_text(json.dumps(policy))
+        return path
+
+    return write
+
+
+@pytest.fixture
+def make_client(make_settings: Callable[..., Any]) -> Iterator[Callable[..., Any]]:
+    """Start an app (lifespan included) with settings overrides; all are closed at teardown."""
+    from fastapi.testclient import TestClient
+
+    from service.api.app import create_app
+
+    opened: list[Any] = []
+
+    def make(**overrides: Any) -> Any:
+        client = TestClient(create_app(make_settings(**overrides)), raise_server_exceptions=False)
+        client.__enter__()
+        opened.append(client)
+        return client
+
+    yield make
+    for client in reversed(opened):
+        client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def client(make_client: Callable[..., Any]) -> Any:
+    return make_client()
+
+
+# Prompts whose profile the hashing classifier gets right with a wide margin.
+MECHANICAL = "rename the helper get_usr to get_user in utils.py and reformat the file with black"
+AGENTIC = ("investigate why the checkout service sometimes times out in production; figure out the root "
+           "cause of the intermittent latency, design a fix and plan the rollout end-to-end")

@@ -1,0 +1,207 @@
+"""decide(): eligibility by tools and context, exploration and its logged propensities."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import MECHANICAL
+
+from service.classify.features import structural_features
+from service.classify.model import Scores
+from service.classify.task import Task
+from service.errors import NoEligibleTier
+from service.policy.decide import decide
+from service.policy.model import RoutingPolicy, parse_policy
+
+
+def scores(profile: str = "mechanical", prompt_tokens: int = 50, p: float = 1.0) -> Scores:
+    others = [q for q in ("mechanical", "local", "repository", "agentic") if q != profile]
+    profile_scores = {profile: p, **{q: (1.0 - p) / 3 for q in others}}
+    return Scores(profile_scores=profile_scores, complexity=0.2,
+                  features=structural_features(Task(prompt="rename x" * (prompt_tokens // 2))),
+                  prototype_similarity={}, keywords={"mechanical": ["rename"]}, prompt_tokens=prompt_tokens)
+
+
+@pytest.fixture
+def policy(policy_dict: dict[str, Any]) -> RoutingPolicy:
+    return parse_policy(policy_dict)
+
+
+def test_mechanical_task_takes_the_cheapest_tier_that_clears_the_threshold(policy: RoutingPolicy) -> None:
+    d = decide(policy, scores("mechanical"), tools=(), n_files=0, harness="local", rng=None)
+    assert d.tier == "small"
+    assert d.greedy_tier == "small"
+    assert d.escalation_chain == ("medium", "frontier")
+    assert d.plan.temperature == policy.temperature["mechanical"]
+    assert d.plan.model == policy.tiers["small"].model
+    assert (d.explored, d.propensity) == (False, 1.0)
+
+
+def test_agentic_task_with_no_tier_clearing_goes_to_the_best(policy: RoutingPolicy) -> None:
+    d = decide(policy, scores("agentic"), tools=(), n_files=0, harness="ci", rng=None)
+    # priors for agentic: small 0.15, medium 0.5, frontier 0.65; threshold 0.6 → frontier
+    assert d.tier == "frontier"
+    assert d.escalation_chain == ()
+    assert any("frontier" in r for r in d.reasons)
+
+
+# --- eligibility by tools -------------------------------------------------------------------------
+
+def test_a_tool_only_frontier_has_forces_frontier(policy: RoutingPolicy) -> None:
+    d = decide(policy, scores("mechanical"), tools=("browser",), n_files=0, harness="ci", rng=random.Random(1))
+    assert d.tier == "frontier"
+    assert d.eligible == ("frontier",)
+    assert d.escalation_chain == ()
+    # A single eligible tier is never explored away from, and its propensity is 1.
+    assert (d.explored, d.propensity) == (False, 1.0)
+    assert any("small excluded" in r and "browser" in r for r in d.reasons)
+    assert any("medium excluded" in r and "browser" in r for r in d.reasons)
+
+
+def test_a_tool_small_lacks_skips_small(policy: RoutingPolicy) -> None:
+    d = decide(policy, scores("mechanical"), tools=("db_query",), n_files=0, harness="local", rng=None)
+    assert d.eligible == ("medium", "frontier")
+    assert d.tier == "medium"
+
+
+def test_a_tool_no_tier_has_is_no_eligible_tier_naming_tools(policy_dict: dict[str, Any]) -> None:
+    policy_dict["tiers"]["frontier"]["capabilities"]["tools"].remove("browser")
+    policy = parse_policy(policy_dict)
+    with pytest.raises(NoEligibleTier) as info:
+        decide(policy, scores(), tools=("browser",), n_files=0, harness="ci", rng=None)
+    assert info.value.field == "tools"
+
+
+# --- eligibility by context -----------------------------------------------------------------------
+
+def test_a_huge_prompt_makes_small_ineligible(policy: RoutingPolicy) -> None:
+    d = decide(policy, scores("mechanical", prompt_tokens=130_000), tools=(), n_files=0, harness="local",
+               rng=None)
+    assert "small" not in d.eligible
+    assert d.tier == "medium"
+    assert any("small excluded" in r and "130000" in r for r in d.reasons)
+
+
+def test_many_files_make_small_ineligible(policy: RoutingPolicy) -> None:
+    # 50 prompt tokens + 450 files × 300 tokens = 135,050 > small's 128,000 budget.
+    d = decide(policy, scores("mechanical"), tools=(), n_files=450, harness="local", rng=None)
+    assert d.eligible == ("medium", "frontier")
+    # just under small's budget still fits: 50 + 426 × 300 = 127,850
+    d = decide(policy, scores("mechanical"), tools=(), n_files=426, harness="local", rng=None)
+    assert d.tier == "small"
+
+
+def test_context_beyond_every_tier_is_no_eligible_tier(policy: RoutingPolicy) -> None:
+    with pytest.raises(NoEligibleTier) as info:
+        decide(policy, scores(prompt_tokens=170_000), tools=(), n_files=0, harness="ci", rng=None)
+    assert info.value.field == "prompt"
+
+
+def test_context_overflow_from_files_names_files(policy: RoutingPolicy) -> None:
+    with pytest.raises(NoEligibleTier) as info:
+        decide(policy, scores(prompt_tokens=10), tools=(), n_files=600, harness="ci", rng=None)
+    assert info.value.field == "files"
+
+
+# --- exploration ----------------------------------------------------------------------------------
+
+def _frequencies(policy: RoutingPolicy, harness: str, n: int, seed: int) -> tuple[Counter[str], dict[str, set[float]],
+                                                                                   list[tuple[str, bool, float]]]:
+    rng = random.Random(seed)
+    counts: Counter[str] = Counter()
+    props: dict[str, set[float]] = {}
+    trace: list[tuple[str, bool, float]] = []
+    s = scores("mechanical")
+    for _ in range(n):
+        d = decide(policy, s, tools=(), n_files=0, harness=harness, rng=rng)
+        counts[d.tier] += 1
+        props.setdefault(d.tier, set()).add(d.propensity)
+        trace.append((d.tier, d.explored, d.propensity))
+    return counts, props, trace
+
+
+@pytest.mark.parametrize("rate", [0.05, 0.3])
+def test_empirical_tier_frequencies_match_logged_propensities(policy_dict: dict[str, Any], rate: float) -> None:
+    policy_dict["exploration"]["ci"] = rate
+    policy = parse_policy(policy_dict)
+    n = 4000
+    counts, props, trace = _frequencies(policy, "ci", n, seed=7)
+    # Each tier is always chosen with one logged propensity, and the propensities sum to 1.
+    assert all(len(v) == 1 for v in props.values())
+    logged = {t: next(iter(v)) for t, v in props.items()}
+    assert set(logged) == {"small", "medium", "frontier"}
+    assert logged["small"] == pytest.approx(1 - rate)
+    assert logged["medium"] == pytest.approx(rate / 2)
+    assert sum(logged.values()) == pytest.approx(1.0)
+    for tier, p in logged.items():
+        # binomial standard error at n=4000 is ≤ 0.008; 4.5 standard errors of slack
+        se = (p * (1 - p) / n) ** 0.5
+        assert abs(counts[tier] / n - p) < 4.5 * se + 1e-9, (tier, counts[tier] / n, p)
+    # Explored decisions are exactly the non-greedy ones.
+    assert all(explored == (tier != "small") for tier, explored, _ in trace)
+
+
+def test_local_harness_never_explores(policy: RoutingPolicy) -> None:
+    counts, props, trace = _frequencies(policy, "local", 2000, seed=3)
+    assert counts == Counter({"small": 2000})
+    assert props == {"small": {1.0}}
+    assert not any(explored for _, explored, _ in trace)
+
+
+def test_seeded_runs_are_reproducible_and_seeds_differ(policy_dict: dict[str, Any]) -> None:
+    policy_dict["exploration"]["ci"] = 0.3
+    policy = parse_policy(policy_dict)
+    a = _frequencies(policy, "ci", 500, seed=11)[2]
+    b = _frequencies(policy, "ci", 500, seed=11)[2]
+    c = _frequencies(policy, "ci", 500, seed=12)[2]
+    assert a == b
+    assert a != c
+
+
+def test_no_rng_means_no_exploration(policy_dict: dict[str, Any]) -> None:
+    policy_dict["exploration"]["ci"] = 0.5
+    policy = parse_policy(policy_dict)
+    for _ in range(200):
+        d = decide(policy, scores("mechanical"), tools=(), n_files=0, harness="ci", rng=None)
+        assert d.tier == "small" and not d.explored
+        # The logged propensity is still the probability the exploring service would pick it.
+        assert d.propensity == pytest.approx(0.5)
+
+
+def test_explored_decision_escalates_only_above_its_tier(policy_dict: dict[str, Any]) -> None:
+    policy_dict["exploration"]["ci"] = 0.5
+    policy = parse_policy(policy_dict)
+    rng = random.Random(5)
+    seen = set()
+    for _ in range(300):
+        d = decide(policy, scores("mechanical"), tools=(), n_files=0, harness="ci", rng=rng)
+        seen.add(d.tier)
+        assert all(policy.rank(t) > policy.rank(d.tier) for t in d.escalation_chain)
+        assert len(d.escalation_chain) <= 2
+        if d.explored:
+            assert any(r.startswith("explored:") for r in d.reasons)
+    assert seen == {"small", "medium", "frontier"}
+
+
+# --- the service's router uses the seed -----------------------------------------------------------
+
+def test_service_routing_is_reproducible_under_a_seed(make_settings: Callable[..., Any], tmp_path: Path,
+                                                      policy_dict: dict[str, Any],
+                                                      write_policy: Callable[[dict[str, Any]], Path]) -> None:
+    from service.classify.task import Task
+    from service.components import build
+
+    policy_dict["exploration"]["ci"] = 0.4
+    path = write_policy(policy_dict)
+
+    def run(seed: int) -> list[str]:
+        parts = build(make_settings(seed=seed, policy_file=path), telemetry=False)
+        return [parts.router.route(Task(prompt=MECHANICAL), harness="ci").decision.tier for _ in range(60)]
+
+    assert run(1) == run(1)
+    assert run(1) != run(2)
