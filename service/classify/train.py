@@ -48,26 +48,41 @@ def _fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
     return float(grid[int(np.argmin(nll))])
 
 
+def prompt_only(row: dict[str, Any]) -> dict[str, Any]:
+    """The same task as a harness that sends nothing but the prompt would describe it."""
+    return {**row, "files": [], "tools": [], "diff_lines": None, "repo": {}, "expected_output": None}
+
+
 def train(rows: Sequence[dict[str, Any]], embedder: Embedder, seed: int = 0, c: float = 1.0) -> dict[str, Any]:
-    """Fit on ``rows`` (the training split) and return the artefact as plain JSON data."""
+    """Fit on ``rows`` (the training split) and return the artefact as plain JSON data.
+
+    Each row is also seen as a prompt-only copy: corpus rows always carry structural fields,
+    real harnesses often don't, and without the copies the model leans on those fields alone
+    (held-out prompt-only accuracy was 0.28 without them, 0.64 with them, full rows unchanged).
+    """
+    n = len(rows)
     labels = np.array([PROFILES.index(r["profile"]) for r in rows])
     emb = embedder.encode([str(r["prompt"]) for r in rows]).astype(np.float64)
     prototypes = np.stack([emb[labels == i].mean(axis=0) for i in range(len(PROFILES))])
     prototypes /= np.linalg.norm(prototypes, axis=1, keepdims=True)
-    raw = np.array([[structural_features(Task.from_mapping(r))[n] for n in FEATURE_NAMES] for r in rows])
+    both = [*rows, *(prompt_only(r) for r in rows)]
+    raw = np.array([[structural_features(Task.from_mapping(r))[f] for f in FEATURE_NAMES] for r in both])
     mean = raw.mean(axis=0)
     scale = np.where(raw.std(axis=0) > 1e-9, raw.std(axis=0), 1.0)
-    x = _matrix(rows, emb, prototypes, mean, scale)
+    x = _matrix(both, np.vstack([emb, emb]), prototypes, mean, scale)
+    y = np.concatenate([labels, labels])
 
     def model() -> LogisticRegression:
         return LogisticRegression(C=c, max_iter=5000, random_state=seed)
 
-    oof = np.zeros((len(rows), len(PROFILES)))
-    for tr, te in StratifiedKFold(5, shuffle=True, random_state=seed).split(x, labels):
-        oof[te] = model().fit(x[tr], labels[tr]).decision_function(x[te])
-    temperature = _fit_temperature(oof, labels)
-    clf = model().fit(x, labels)
-    complexity = np.array([(float(r.get("complexity", 3)) - 1.0) / 4.0 for r in rows])
+    # Out-of-fold logits for calibration; a row and its prompt-only copy stay in the same fold.
+    oof = np.zeros((2 * n, len(PROFILES)))
+    for tr, te in StratifiedKFold(5, shuffle=True, random_state=seed).split(np.zeros(n), labels):
+        tr2, te2 = np.concatenate([tr, tr + n]), np.concatenate([te, te + n])
+        oof[te2] = model().fit(x[tr2], y[tr2]).decision_function(x[te2])
+    temperature = _fit_temperature(oof, y)
+    clf = model().fit(x, y)
+    complexity = np.array([(float(r.get("complexity", 3)) - 1.0) / 4.0 for r in both])
     ridge = Ridge(alpha=10.0).fit(x, complexity)
     return {
         "format": ARTIFACT_FORMAT,
@@ -80,7 +95,7 @@ def train(rows: Sequence[dict[str, Any]], embedder: Embedder, seed: int = 0, c: 
         "intercept": clf.intercept_.round(7).tolist(),
         "temperature": round(temperature, 6),
         "complexity": {"coef": ridge.coef_.round(7).tolist(), "intercept": float(ridge.intercept_)},
-        "trained_on": {"rows": len(rows), "seed": seed, "C": c},
+        "trained_on": {"rows": n, "prompt_only_copies": n, "seed": seed, "C": c},
     }
 
 

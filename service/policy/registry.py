@@ -14,6 +14,7 @@ import logging
 import os
 import tempfile
 import threading
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -83,13 +84,17 @@ class PolicyRegistry:
             (folder / "policy.json").write_text(policy_json)
             for name, data in (files or {}).items():
                 (folder / name).write_bytes(data)
-            self.client.log_artifacts(run_id, str(folder), artifact_path="policy")
+            # One folder per publish: a version's source must never be overwritten by a later
+            # publish from the same run.
+            existing = {f.path for f in self.client.list_artifacts(run_id)}
+            artifact_path = "policy" if "policy" not in existing else f"policy-{uuid.uuid4().hex[:12]}"
+            self.client.log_artifacts(run_id, str(folder), artifact_path=artifact_path)
         try:
             self.client.get_registered_model(self.name)
         except MlflowException:
             self.client.create_registered_model(self.name, description="tierwise routing policies")
         run = self.client.get_run(run_id)
-        mv = self.client.create_model_version(self.name, source=f"{run.info.artifact_uri}/policy",
+        mv = self.client.create_model_version(self.name, source=f"{run.info.artifact_uri}/{artifact_path}",
                                               run_id=run_id, description=description)
         return str(mv.version)
 

@@ -67,10 +67,10 @@ class Journal:
         """Batched insert in one transaction: the fast path for bulk ingest and replays."""
         if not rows:
             return 0
-        cols = [c for c in column_names(table) if c in rows[0]]
+        cols = [c for c in column_names(table) if any(c in r for r in rows)]
         sql = f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})"
         with self.transaction() as tx:
-            tx.executemany(sql, [[r[c] for c in cols] for r in rows])
+            tx.executemany(sql, [[r.get(c) for c in cols] for r in rows])
         return len(rows)
 
     def fetch_one(self, sql: str, params: Sequence[Any] = ()) -> dict[str, Any] | None:

@@ -114,8 +114,7 @@ class SegmentExporter:
             if not rows:
                 return total
             rowids = [r[0] for r in rows]
-            arrays = [pa.array([_py(r[i + 1], schema.field(i).type) for r in rows], type=schema.field(i).type)
-                      for i in range(len(cols))]
+            arrays = [_column([r[i + 1] for r in rows], schema.field(i).type) for i in range(len(cols))]
             lo, hi = rowids[0], rowids[-1]
             _write_atomic(pa.Table.from_arrays(arrays, schema=schema),
                           self.table_dir(table) / f"{lo:012d}-{hi:012d}.parquet")
@@ -136,9 +135,8 @@ class SegmentExporter:
             return len(ranges)
 
 
-def _py(value: object, typ: pa.DataType) -> object:
-    if value is None:
-        return None
+def _column(values: list[object], typ: pa.DataType) -> pa.Array:
+    """SQLite stores booleans as 0/1; everything else maps onto the Arrow type as is."""
     if pa.types.is_boolean(typ):
-        return bool(value)
-    return value
+        return pa.array([None if v is None else bool(v) for v in values], type=typ)
+    return pa.array(values, type=typ)
