@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from service.errors import DataUnavailable
+
 ENV_VAR = "TIERWISE_REAL_DATA"
 TASKS_FILE = "swebench_verified_tasks.jsonl"
 RUNS_FILE = "mini_swe_agent_per_instance.csv"
@@ -27,10 +29,6 @@ MODELS_FILE = "models.csv"
 # because the router's cheap tier is meant for the "<15 min fix" bucket.
 DIFFICULTY_ORDER = ("<15 min fix", "15 min - 1 hour", "1-4 hours", ">4 hours")
 COMPLEX_FROM = 1
-
-
-class DataUnavailable(Exception):
-    """The real-data folder or one of its files is missing; callers should skip."""
 
 
 def default_real_dir() -> Path:

@@ -60,3 +60,13 @@ class TelemetryTooThin(TierwiseError):
 
 class RegistryUnavailable(TierwiseError):
     code = "registry_unavailable"
+
+
+class RetuneFailed(TierwiseError):
+    code = "retune_failed"
+
+
+class DataUnavailable(TierwiseError):
+    """A benchmark's data set is not on this machine; benchmarks skip with this message."""
+
+    code = "data_unavailable"

@@ -25,7 +25,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from service.errors import TelemetryTooThin, TierwiseError
+from service.errors import RetuneFailed, TelemetryTooThin
 from service.paths import default_policy_file
 from service.policy.model import RoutingPolicy, parse_policy
 from service.policy.registry import CHALLENGER, CHAMPION, PolicyRegistry, make_registry
@@ -44,10 +44,6 @@ FLOOR_SLACK = 0.005  # default floor: champion's estimated resolution minus 0.5 
 N_BOOT = 200
 
 Status = Literal["promoted", "challenger", "dry_run", "no_drift"]
-
-
-class RetuneFailed(TierwiseError):
-    code = "retune_failed"
 
 
 @dataclass(frozen=True)
