@@ -75,9 +75,8 @@ class SegmentExporter:
             self._repair()
 
     def _repair(self) -> None:
-        """Drop leftovers of an interrupted compaction: temp files, and segments whose range a
-        larger segment already covers (the compaction renamed its output but did not finish
-        deleting its inputs)."""
+        """Drop leftovers of an interrupted write: temp files, and any segment whose range a
+        larger segment already covers (so a future merge step can never double-count)."""
         for table in TABLES:
             d = self.table_dir(table)
             for tmp in d.glob("*.tmp"):
@@ -120,19 +119,6 @@ class SegmentExporter:
                           self.table_dir(table) / f"{lo:012d}-{hi:012d}.parquet")
             total += len(rows)
             wm = hi
-
-    def compact(self, table: str, min_segments: int = 16) -> int:
-        """Merge small segments into one, so queries open few files. Returns segments merged."""
-        with file_lock(self.root / ".lock"):
-            ranges = [r for r in segment_ranges(self.table_dir(table)) if r[1] > 0]
-            if len(ranges) < min_segments:
-                return 0
-            merged = pa.concat_tables([pq.read_table(p, schema=arrow_schema(table)) for _, _, p in ranges])
-            lo, hi = ranges[0][0], ranges[-1][1]
-            _write_atomic(merged, self.table_dir(table) / f"{lo:012d}-{hi:012d}.parquet")
-            for _, _, p in ranges:
-                p.unlink(missing_ok=True)
-            return len(ranges)
 
 
 def _column(values: list[object], typ: pa.DataType) -> pa.Array:
