@@ -1,0 +1,79 @@
+"""Benchmark plots (matplotlib, Agg backend: files only, no display)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+
+def _finite(x: float) -> bool:
+    return x is not None and math.isfinite(x)
+
+
+def cost_vs_resolution(doc: dict[str, Any], path: Path, detector: str | None = None) -> Path | None:
+    """Every approach as a point (mean across folds, with ±1 std whiskers) in cost × resolution."""
+    if doc.get("status") != "ok":
+        return None
+    det = detector or doc["config"]["default_detector"]
+    rows = doc["results"][det]
+    fig, ax = plt.subplots(figsize=(8.5, 5.5))
+    for name, r in rows.items():
+        x, y = r["cost_per_10k"]["mean"], r["resolution_rate"]["mean"] * 100
+        if not (_finite(x) and _finite(y)):
+            continue
+        xe, ye = r["cost_per_10k"]["std"], r["resolution_rate"]["std"] * 100
+        marker = "s" if name.startswith("monolithic") else "*" if name.startswith("tierwise") else "o"
+        size = 14 if marker == "*" else 7
+        ax.errorbar(x, y, xerr=xe if _finite(xe) else None, yerr=ye if _finite(ye) else None, fmt=marker,
+                    markersize=size, capsize=3, label=name)
+    # The tierwise operating curve (threshold-push sweep), per fold.
+    pts = []
+    for fold in doc.get("folds", []):
+        for push, s in fold.get("sweep", {}).items():
+            pts.append((float(push), s["cost_per_10k"], s["resolution_rate"] * 100))
+    if pts:
+        ax.scatter([p[1] for p in pts], [p[2] for p in pts], marker="x", color="grey", alpha=0.6,
+                   label="tierwise threshold sweep (per fold)")
+    ax.set_xlabel("cost per 10k tasks (USD, recorded)")
+    ax.set_ylabel("resolution rate (%)")
+    ax.set_title(f"SWE-bench Verified, held-out folds ({det})")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def weekly_curves(doc: dict[str, Any], path: Path) -> Path | None:
+    """Week-by-week cost per resolved, resolution rate, cost per 10k and token efficiency."""
+    if doc.get("status") != "ok":
+        return None
+    weekly = doc["results"]["weekly_mean"]
+    drift = doc["results"]["drift_week"]
+    panels = (("cost_per_resolved", "cost per resolved task (USD)"),
+              ("cost_per_resolved_vs_frontier", "cost per resolved / frontier's"),
+              ("resolution_rate", "resolution rate"),
+              ("token_efficiency_ratio", "token efficiency vs monolithic frontier"))
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7), sharex=True)
+    for ax, (key, label) in zip(axes.flat, panels, strict=True):
+        for name, series in weekly.items():
+            ys = series[key]
+            ax.plot(range(len(ys)), ys, marker="o", label=name)
+        ax.axvline(drift - 0.5, color="red", linestyle="--", alpha=0.6)
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    for ax in axes[1]:
+        ax.set_xlabel("simulated week (dashed line: the drift)")
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(f"{doc['scenario']}: week by week (drift at week {drift})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
