@@ -163,6 +163,10 @@ class StudyResult:
     profiles: list[str]
 
 
+# Minimum effective sample size of a candidate, as a share of the rows it is judged on.
+MIN_ESS_SHARE = 0.10
+
+
 def run_study(template: RoutingPolicy, evaluator: Evaluator, *, trials: int, floor: float, seed: int,
               progress: bool = True, on_trial: Callable[[TrialRecord], None] | None = None) -> StudyResult:
     """TPE over thresholds (and the escalation ladder when there are more than 3 tiers):
@@ -189,8 +193,12 @@ def run_study(template: RoutingPolicy, evaluator: Evaluator, *, trials: int, flo
         est = evaluator.estimate(with_params(template, params, harnesses, profiles), base=base)
         res, cpr = est.resolution_snips.value, est.cost_per_resolved_snips.value
         ok = math.isfinite(res) and math.isfinite(cpr)
+        # A candidate that departs from the logging policy where almost nothing was explored is
+        # judged on a handful of heavily weighted rows; such estimates are noise, not evidence.
+        support = est.ess / max(1, est.n) if math.isfinite(est.ess) else 0.0
         trial.set_constraint("resolution_floor", (floor - res) if ok else 1.0)
-        rec = TrialRecord(trial.number, res, cpr, ok and res >= floor, params)
+        trial.set_constraint("support", MIN_ESS_SHARE - support)
+        rec = TrialRecord(trial.number, res, cpr, ok and res >= floor and support >= MIN_ESS_SHARE, params)
         records.append(rec)
         if on_trial is not None:
             on_trial(rec)
