@@ -241,3 +241,18 @@ def percentile(values: list[float], q: float) -> float:
     lo = int(k)
     hi = min(lo + 1, len(s) - 1)
     return s[lo] + (s[hi] - s[lo]) * (k - lo)
+
+
+def loadavg() -> list[float]:
+    """Other processes on the machine skew every figure; benchmarks record how busy it was."""
+    return list(os.getloadavg())
+
+
+def cpus() -> int:
+    return len(os.sched_getaffinity(0))
+
+
+def write_result(res: dict[str, Any], out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=2) + "\n")
+    print(f"wrote {out}")

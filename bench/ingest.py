@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as ``python bench/ingest.py``
     sys.path.insert(0, str(ROOT))
 
-from bench._server import Server, fast_env, hashing_classifier, percentile  # noqa: E402
+from bench._server import Server, cpus, fast_env, hashing_classifier, loadavg, percentile, write_result  # noqa: E402
 from service.classify.train import load_corpus  # noqa: E402
 from service.telemetry.journal import Journal, connect  # noqa: E402
 from service.telemetry.segments import SegmentExporter  # noqa: E402
@@ -364,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
-    load_at_start = list(_loadavg())
+    load_at_start = loadavg()
     if args.quick:
         args.rows, args.http_reports, args.route_requests, args.under_load_reports = 50_000, 800, 100, 5_000
     with tempfile.TemporaryDirectory(prefix="tierwise-ingest-") as tmp:
@@ -372,29 +372,14 @@ def main(argv: list[str] | None = None) -> int:
         store = bench_store(work, args.rows, [int(b) for b in args.batches.split(",")], args.ids.split(","))
         http = bench_http(work, args)
     res = {"bench": "ingest", "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-           "machine": {"python": platform.python_version(), "cpus": _cpus(), "platform": platform.platform(),
+           "machine": {"python": platform.python_version(), "cpus": cpus(), "platform": platform.platform(),
                        "loadavg_1_5_15_at_start": load_at_start,
-                       "loadavg_1_5_15_at_end": list(_loadavg())},
+                       "loadavg_1_5_15_at_end": loadavg()},
            "targets": {"store_rows_s": STORE_TARGET_ROWS_S, "route_p99_ratio": ROUTE_P99_RATIO_TARGET},
            "store": store, "http": http}
     print(render(res))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(res, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_result(res, args.out)
     return 0
-
-
-def _loadavg() -> tuple[float, float, float]:
-    """Other processes on the machine skew every figure here; record how busy it was."""
-    import os
-
-    return os.getloadavg()
-
-
-def _cpus() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0))
 
 
 if __name__ == "__main__":

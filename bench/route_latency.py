@@ -15,7 +15,6 @@ Target: route p99 <= 25 ms (sequential). Writes bench/results/route_latency.json
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import tempfile
@@ -31,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as ``python bench/route_latency.py``
     sys.path.insert(0, str(ROOT))
 
-from bench._server import Server, percentile  # noqa: E402
+from bench._server import Server, cpus, loadavg, percentile, write_result  # noqa: E402
 from service.classify.train import load_corpus  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "route_latency.json"
@@ -132,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true")
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
-    load_at_start = list(_loadavg())
+    load_at_start = loadavg()
     if args.quick:
         args.requests = 200
     bodies = route_bodies()
@@ -162,9 +161,9 @@ def main(argv: list[str] | None = None) -> int:
             server.stop()
     res.update({
         "bench": "route_latency", "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"python": platform.python_version(), "cpus": _cpus(), "platform": platform.platform(),
+        "machine": {"python": platform.python_version(), "cpus": cpus(), "platform": platform.platform(),
                        "loadavg_1_5_15_at_start": load_at_start,
-                       "loadavg_1_5_15_at_end": list(_loadavg())},
+                       "loadavg_1_5_15_at_end": loadavg()},
         "embedder": "minilm", "workers": args.workers, "prompts": len(bodies), "target_p99_ms": P99_TARGET_MS,
         "startup_s": startup_s, "rss_mb_by_pid": {str(k): v / 2**20 for k, v in rss.items()},
         "rss_mb_total": sum(rss.values()) / 2**20,
@@ -175,23 +174,8 @@ def main(argv: list[str] | None = None) -> int:
         res[mode]["ratio_to_healthz"] = {q: rt[q] / hz[q] for q in ("p50", "p90", "p99")}
     res["pass"] = res["sequential"]["route"]["p99"] <= P99_TARGET_MS
     print(render(res))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(res, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_result(res, args.out)
     return 0
-
-
-def _loadavg() -> tuple[float, float, float]:
-    """Other processes on the machine skew every figure here; record how busy it was."""
-    import os
-
-    return os.getloadavg()
-
-
-def _cpus() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0))
 
 
 if __name__ == "__main__":
