@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 export MLFLOW_DISABLE_TELEMETRY := true
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install serve test lint typecheck classifier eval retune bench bench-quick bench-route bench-ingest bench-retune demo notebook notebook-report clean
+.PHONY: install serve test lint classifier eval retune bench bench-quick bench-route bench-ingest bench-retune demo notebook notebook-report clean
 
 install: $(STAMP)
 
@@ -31,6 +31,7 @@ lint: install
 
 classifier: install
 	$(BIN)/tierwise train --seed 0 --eval
+	TIERWISE_EMBEDDER=minilm-int8 $(BIN)/tierwise train --seed 0 --eval
 
 eval: install
 	$(BIN)/tierwise eval

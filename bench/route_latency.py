@@ -128,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--requests", type=int, default=1_000, help="requests per measurement")
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--workers", type=int, default=1, help="tierwise serve --workers (the default is 1)")
+    p.add_argument("--embedder", default="minilm", choices=["minilm", "minilm-int8"],
+                   help="minilm (default) or the int8-quantized minilm-int8")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
@@ -137,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     bodies = route_bodies()
     with tempfile.TemporaryDirectory(prefix="tierwise-route-") as tmp:
         # The real thing: MiniLM, the registry, the default policy; only the home is fresh.
-        server = Server(Path(tmp) / "home", workers=args.workers)
+        server = Server(Path(tmp) / "home", workers=args.workers, env={"TIERWISE_EMBEDDER": args.embedder})
         try:
             if args.workers > 1:  # several workers racing to create the registry: see Server.init_registry
                 server.init_registry()
@@ -164,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {"python": platform.python_version(), "cpus": cpus(), "platform": platform.platform(),
                        "loadavg_1_5_15_at_start": load_at_start,
                        "loadavg_1_5_15_at_end": loadavg()},
-        "embedder": "minilm", "workers": args.workers, "prompts": len(bodies), "target_p99_ms": P99_TARGET_MS,
+        "embedder": args.embedder, "workers": args.workers, "prompts": len(bodies), "target_p99_ms": P99_TARGET_MS,
         "startup_s": startup_s, "rss_mb_by_pid": {str(k): v / 2**20 for k, v in rss.items()},
         "rss_mb_total": sum(rss.values()) / 2**20,
         "server_side_route_ms": {"p50": percentile(server_ms, 50), "p99": percentile(server_ms, 99)},

@@ -142,3 +142,14 @@ def test_retraining_with_the_same_seed_reproduces_the_shipped_predictions(
         for p in a.profile_scores:
             assert a.profile_scores[p] == pytest.approx(b.profile_scores[p], abs=1e-4)
     assert artifact["temperature"] == pytest.approx(shipped.artifact["temperature"])
+
+
+def test_quantized_embedder_has_its_own_artefact_and_stays_close(test_rows: list[dict[str, Any]]) -> None:
+    """The int8 option trades about a point of accuracy for latency; it must not fall far."""
+    quantized = MiniLMEmbedder(quantized=True)
+    assert quantized.name == "all-MiniLM-L6-v2-int8"
+    with pytest.raises(Exception, match="embedder"):
+        ProfileClassifier.load(DATA / "classifier.json", quantized)
+    report = evaluate(ProfileClassifier.load(DATA / "classifier.minilm-int8.json", quantized), test_rows)
+    assert report.accuracy >= 0.88, report.render()
+    assert report.macro_f1 >= 0.85, report.render()

