@@ -179,6 +179,18 @@ def run_swebench(args: argparse.Namespace, out: Path, suffix: str) -> dict[str, 
     return doc
 
 
+def _scenario_path(name: str) -> Path:
+    """A scenario by name (``bench/scenarios/<name>.json``) or by path; a new scenario needs no code."""
+    from service.errors import InvalidInput
+
+    path = Path(name)
+    if not path.suffix:
+        path = Path(__file__).resolve().parent / "scenarios" / f"{name}.json"
+    if not path.exists():
+        raise InvalidInput(f"no scenario {name!r} (looked for {path})", field="scenario")
+    return path
+
+
 def run_synthetic(args: argparse.Namespace, out: Path, suffix: str) -> dict[str, Any]:
     from bench import plots
     from bench.synthetic_bench import SyntheticConfig, run
@@ -192,9 +204,12 @@ def run_synthetic(args: argparse.Namespace, out: Path, suffix: str) -> dict[str,
         kw["weeks"] = args.weeks
     if args.tasks_per_week is not None:
         kw["tasks_per_week"] = args.tasks_per_week
+    if args.scenario:
+        kw["scenario"] = _scenario_path(args.scenario)
     cfg = SyntheticConfig.quick_config(**kw) if args.quick else SyntheticConfig(**kw)
     doc = run(cfg)
-    name = f"synthetic{suffix}"
+    stem = cfg.scenario.stem
+    name = f"synthetic{suffix}" if stem == "drift_model_swap" else f"synthetic-{stem}{suffix}"
     write_json(doc, out / f"{name}.json")
     (out / f"{name}.md").write_text(synthetic_md(doc))
     plots.weekly_curves(doc, out / f"{name}_weekly.png")
@@ -237,6 +252,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--passes", type=int, help="warm-up passes over the training tasks (SWE-bench)")
     p.add_argument("--weeks", type=int, help="simulated weeks (synthetic)")
     p.add_argument("--tasks-per-week", type=int, help="tasks per simulated week (synthetic)")
+    p.add_argument("--scenario", help="synthetic scenario: a name in bench/scenarios or a JSON path "
+                                      "(default drift_model_swap)")
     p.add_argument("--fast-embedder", action="store_true", help="hashing embedder instead of MiniLM")
     p.add_argument("--out", help=f"output folder (default {RESULTS})")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

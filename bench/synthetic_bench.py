@@ -65,6 +65,7 @@ class SyntheticConfig:
     keep_homes: bool = False
     # Exploration share on harness ci in the (shared) bootstrap; None keeps the product default.
     exploration_ci: float | None = 0.2
+    scenario: Path = SCENARIO
 
     @classmethod
     def quick_config(cls, **kw: Any) -> SyntheticConfig:
@@ -79,7 +80,7 @@ def make_scenario(cfg: SyntheticConfig, seed: int) -> Scenario:
 
     Seed 0 keeps the scenario's own seed; other seeds offset it, so seeds give new task streams.
     """
-    sc = load_scenario(SCENARIO)
+    sc = load_scenario(cfg.scenario)
     weeks = cfg.weeks or sc.weeks
     events = list(sc.events)
     if weeks < sc.weeks:
@@ -251,7 +252,7 @@ def run(cfg: SyntheticConfig) -> dict[str, Any]:
         "name": "synthetic",
         "status": "ok",
         "quick": cfg.quick,
-        "scenario": SCENARIO.name,
+        "scenario": cfg.scenario.name,
         "config": {"seeds": list(cfg.seeds), "weeks": per_seed[0]["weeks"],
                    "tasks_per_week": per_seed[0]["tasks_per_week"], "trials": cfg.trials,
                    "min_decisions": cfg.min_decisions, "holdout_days": cfg.holdout_days,
