@@ -1,6 +1,7 @@
 """Route latency benchmark: /v1/route against /healthz of the same real server, in one run.
 
-Starts one ``tierwise serve`` with the real MiniLM embedder (the default) on a fresh home and
+Starts one ``tierwise serve`` with the real MiniLM embedder (int8 by default; --embedder minilm for
+fp32) on a fresh home and
 measures, on keep-alive connections from 127.0.0.1:
 - /healthz and /v1/route, sequentially (one client), then with ``--concurrency`` clients;
 - the ratio of each route percentile to the /healthz one, so the HTTP stack and the machine's
@@ -128,8 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--requests", type=int, default=1_000, help="requests per measurement")
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--workers", type=int, default=1, help="tierwise serve --workers (the default is 1)")
-    p.add_argument("--embedder", default="minilm", choices=["minilm", "minilm-int8"],
-                   help="minilm (default) or the int8-quantized minilm-int8")
+    p.add_argument("--embedder", default="minilm-int8", choices=["minilm", "minilm-int8"],
+                   help="minilm-int8 (the service default) or the fp32 minilm")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)

@@ -34,7 +34,7 @@ class Settings(BaseSettings):
     poll_seconds: float = Field(10.0, gt=0)
     shadow: bool = False
     # Classifier.
-    embedder: Literal["minilm", "minilm-int8", "hashing"] = "minilm"
+    embedder: Literal["minilm", "minilm-int8", "hashing"] = "minilm-int8"
     classifier_file: Path | None = None
     # Exploration randomness; None draws from the OS.
     seed: int | None = None

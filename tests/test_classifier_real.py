@@ -145,11 +145,11 @@ def test_retraining_with_the_same_seed_reproduces_the_shipped_predictions(
 
 
 def test_quantized_embedder_has_its_own_artefact_and_stays_close(test_rows: list[dict[str, Any]]) -> None:
-    """The int8 option trades about a point of accuracy for latency; it must not fall far."""
+    """The int8, 64-token encoder is the service default: it must meet the same held-out bar."""
     quantized = MiniLMEmbedder(quantized=True)
     assert quantized.name == "all-MiniLM-L6-v2-int8"
     with pytest.raises(Exception, match="embedder"):
         ProfileClassifier.load(DATA / "classifier.json", quantized)
     report = evaluate(ProfileClassifier.load(DATA / "classifier.minilm-int8.json", quantized), test_rows)
-    assert report.accuracy >= 0.88, report.render()
+    assert report.accuracy >= 0.90, report.render()
     assert report.macro_f1 >= 0.85, report.render()
