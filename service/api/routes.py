@@ -3,6 +3,7 @@ the journal are blocking calls, and the event loop stays free for other requests
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -14,6 +15,7 @@ from service.classify.task import RepoInfo, Task
 from service.components import Components
 from service.errors import InvalidInput
 from service.outcomes import Report, resolve_queue_item
+from service.telemetry.journal import Journal
 
 router = APIRouter()
 
@@ -21,6 +23,13 @@ router = APIRouter()
 def _parts(request: Request) -> Components:
     parts: Components = request.app.state.parts
     return parts
+
+
+def _journal(request: Request) -> Journal:
+    store = _parts(request).store
+    if store is None:
+        raise InvalidInput("this server runs without telemetry", field=None)
+    return store.journal
 
 
 @router.post("/v1/route")
@@ -65,17 +74,14 @@ def outcomes(body: OutcomeIn, request: Request) -> dict[str, Any]:
 
 @router.get("/v1/queue")
 def queue(request: Request) -> dict[str, Any]:
-    import json
-
     items = [dict(r, tiers_tried=json.loads(r["tiers_tried"]), failure_kinds=json.loads(r["failure_kinds"]))
-             for r in _parts(request).store.journal.open_queue() if r["kind"] == "human"]  # type: ignore[union-attr]
+             for r in _journal(request).open_queue() if r["kind"] == "human"]
     return {"items": items, "count": len(items)}
 
 
 @router.post("/v1/queue/{item_id}/resolve")
 def resolve(item_id: int, body: QueueResolveIn, request: Request) -> dict[str, Any]:
-    journal = _parts(request).store.journal  # type: ignore[union-attr]
-    return resolve_queue_item(journal, item_id, body.resolved_by, body.note)
+    return resolve_queue_item(_journal(request), item_id, body.resolved_by, body.note)
 
 
 @router.get("/v1/policy")
