@@ -48,7 +48,7 @@ def load_policy_file(path: Path) -> RoutingPolicy:
 def load_classifier(settings: Settings) -> ProfileClassifier:
     path = settings.classifier_file or default_classifier_file(settings.embedder)
     try:
-        return ProfileClassifier.load(path, make_embedder(settings.embedder))
+        return ProfileClassifier.load(path, make_embedder(settings.embedder, settings.encoder_threads))
     except (OSError, ValueError, KeyError, TypeError) as exc:  # unreadable, not JSON, or a field missing
         raise ArtifactMissing(f"classifier artefact {path} cannot be loaded ({type(exc).__name__}: {exc}); "
                               "rebuild it with `tierwise train`", field="classifier_file") from exc
@@ -73,6 +73,6 @@ def build(settings: Settings, *, telemetry: bool = True) -> Components:
     if telemetry:
         store = TelemetryStore.open(settings.telemetry_dir, durability=settings.durability)
     rng = random.Random(settings.seed)
-    router = Router(classifier, holder, store.journal if store else None, rng, shadow=settings.shadow)
+    router = Router(classifier, holder, store.route_journal if store else None, rng, shadow=settings.shadow)
     recorder = OutcomeRecorder(store.journal, holder) if store else None
     return Components(settings, classifier, holder, store, router, recorder)

