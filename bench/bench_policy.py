@@ -20,6 +20,9 @@ Choices, each documented in the policy's ``description`` too:
 - Escalation: at most two steps over the whole ladder (the service's limit).
 - Exploration: 0 on ``local`` (evaluation), ``EXPLORATION_CI`` on ``ci`` (warm-up traffic), 0.05 on
   ``prod``; exploration is what lets the tuner see the outcome of tiers the policy would not pick.
+  It draws from every rung (``explore: any``), not only the greedy tier's neighbours (the product
+  default): this bootstrap starts every task on the bottom rung, so neighbours-only exploration
+  would never try gemini, sonnet or opus first.
 - Budgets: 128k input tokens and 32k output tokens for every tier (all five have ≥ 160k context).
 """
 
@@ -104,6 +107,7 @@ def build_policy(models: pd.DataFrame, keys: tuple[str, ...] = BENCH_MODELS) -> 
         "output_schemas": base["output_schemas"],
         "escalation": {"max_steps": 2, "scripts": {}},
         "exploration": {"local": 0.0, "ci": EXPLORATION_CI, "prod": 0.05},
+        "explore": "any",
         "tokens_per_file": 300,
     }
     return parse_policy(raw)

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from conftest import MECHANICAL
 
@@ -125,18 +126,25 @@ def _frequencies(policy: RoutingPolicy, harness: str, n: int, seed: int) -> tupl
     return counts, props, trace
 
 
+@pytest.mark.parametrize("explore", ["any", "adjacent"])
 @pytest.mark.parametrize("rate", [0.05, 0.3])
-def test_empirical_tier_frequencies_match_logged_propensities(policy_dict: dict[str, Any], rate: float) -> None:
+def test_empirical_tier_frequencies_match_logged_propensities(policy_dict: dict[str, Any], rate: float,
+                                                              explore: str) -> None:
     policy_dict["exploration"]["ci"] = rate
+    policy_dict["explore"] = explore
     policy = parse_policy(policy_dict)
     n = 4000
     counts, props, trace = _frequencies(policy, "ci", n, seed=7)
     # Each tier is always chosen with one logged propensity, and the propensities sum to 1.
     assert all(len(v) == 1 for v in props.values())
     logged = {t: next(iter(v)) for t, v in props.items()}
-    assert set(logged) == {"small", "medium", "frontier"}
     assert logged["small"] == pytest.approx(1 - rate)
-    assert logged["medium"] == pytest.approx(rate / 2)
+    if explore == "any":  # uniform over the two other tiers
+        assert set(logged) == {"small", "medium", "frontier"}
+        assert logged["medium"] == pytest.approx(rate / 2)
+    else:  # greedy small has one neighbour: medium; frontier is never an exploratory pick
+        assert set(logged) == {"small", "medium"}
+        assert logged["medium"] == pytest.approx(rate)
     assert sum(logged.values()) == pytest.approx(1.0)
     for tier, p in logged.items():
         # binomial standard error at n=4000 is ≤ 0.008; 4.5 standard errors of slack
@@ -144,6 +152,22 @@ def test_empirical_tier_frequencies_match_logged_propensities(policy_dict: dict[
         assert abs(counts[tier] / n - p) < 4.5 * se + 1e-9, (tier, counts[tier] / n, p)
     # Explored decisions are exactly the non-greedy ones.
     assert all(explored == (tier != "small") for tier, explored, _ in trace)
+
+
+def test_adjacent_exploration_picks_the_nearest_eligible_rungs(policy_dict: dict[str, Any]) -> None:
+    from service.policy.decide import explore_matrix
+
+    policy = parse_policy(policy_dict)  # ladder small, medium, frontier; "adjacent" is the default
+    assert policy.explore == "adjacent"
+    eligible = np.array([[True, True, True]] * 3 + [[True, False, True]])
+    greedy = np.array([0, 1, 2, 0])
+    got = explore_matrix(policy, eligible, greedy)
+    assert got.tolist() == [[False, True, False],   # small -> medium only
+                            [True, False, True],    # medium -> both neighbours
+                            [False, True, False],   # frontier -> medium only
+                            [False, False, True]]   # medium ineligible: the next eligible rung up
+    wide = explore_matrix(policy.model_copy(update={"explore": "any"}), eligible, greedy)
+    assert wide.tolist()[0] == [False, True, True]
 
 
 def test_local_harness_never_explores(policy: RoutingPolicy) -> None:
@@ -175,6 +199,7 @@ def test_no_rng_means_no_exploration(policy_dict: dict[str, Any]) -> None:
 
 def test_explored_decision_escalates_only_above_its_tier(policy_dict: dict[str, Any]) -> None:
     policy_dict["exploration"]["ci"] = 0.5
+    policy_dict["explore"] = "any"  # so that every tier gets picked
     policy = parse_policy(policy_dict)
     rng = random.Random(5)
     seen = set()

@@ -20,6 +20,7 @@ from service.classify.success import SUCCESS_FEATURES, tier_score_matrix
 from service.policy.decide import (
     eligible_matrix,
     escalation_chains,
+    explore_matrix,
     greedy_indices,
     greedy_propensities,
     tools_matrix,
@@ -106,17 +107,16 @@ def synthetic_batches(policy: RoutingPolicy, n: int, *, seed: int = 0, truth: Tr
         keep = eligible.any(axis=1)
         scores = tier_score_matrix(x, ladder, policy.success_priors, model)
         greedy = greedy_indices(scores, eligible, thr_table[harness_idx, profile_idx])
-        # Exploration exactly as decide(): with prob. rate, uniform over the other eligible tiers.
+        # Exploration exactly as decide(): with prob. rate, uniform over explore_matrix's tiers.
         rate = rates[harness_idx]
-        n_el = eligible.sum(axis=1)
-        others = eligible.copy()
-        others[np.arange(m), np.maximum(greedy, 0)] = False
-        explore = (n_el > 1) & (rate > 0) & (rng.random(m) < rate)
-        pick = np.floor(rng.random(m) * np.maximum(n_el - 1, 1)).astype(np.int64)
+        others = explore_matrix(policy, eligible, greedy)
+        n_others = others.sum(axis=1)
+        explore = (n_others > 0) & (rate > 0) & (rng.random(m) < rate)
+        pick = np.floor(rng.random(m) * np.maximum(n_others, 1)).astype(np.int64)
         order = np.cumsum(others, axis=1) - 1
         explored_tier = np.argmax(others & (order == pick[:, None]), axis=1)
         tier = np.where(explore, explored_tier, greedy)
-        propensity = np.where(explore, rate / np.maximum(n_el - 1, 1), greedy_propensities(eligible, rate))
+        propensity = np.where(explore, rate / np.maximum(n_others, 1), greedy_propensities(eligible, rate))
         chains = escalation_chains(policy, tier, eligible)
         p_true = truth.p_success(profile_idx, complexity, ladder)
         u = rng.random(m)  # common random number across attempts: a harder task is hard for all tiers

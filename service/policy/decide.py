@@ -3,7 +3,8 @@
 Rule: among eligible tiers (the model has every tool the task needs and its input budget holds
 the task), take the cheapest whose success score clears the harness/profile threshold; if none
 clears it, the eligible tier with the best score (ties: the higher tier). With probability
-``exploration[harness]``, pick uniformly among the other eligible tiers instead, and log the
+``exploration[harness]``, pick uniformly among the other eligible tiers instead (by default only
+the greedy tier's eligible neighbours on the ladder: ``explore_matrix``), and log the
 propensity either way.
 
 The greedy choice, eligibility and escalation chain are vectorised numpy functions over many
@@ -165,6 +166,26 @@ def plan_for(policy: RoutingPolicy, tier: str, profile: str) -> TierPlan:
                     output_schema={"name": schema.name, "schema": schema.json_schema})
 
 
+def explore_matrix(policy: RoutingPolicy, eligible: BoolMatrix, greedy: NDArray[np.int64]) -> BoolMatrix:
+    """[n, T]: the tiers an exploratory pick may take instead of the greedy one (ladder columns).
+
+    ``policy.explore == "any"``: every other eligible tier. ``"adjacent"``: the nearest eligible
+    tier below and the nearest above the greedy one."""
+    el = np.asarray(eligible, dtype=bool)
+    t = el.shape[1]
+    g = np.asarray(greedy, dtype=np.int64)[:, None]
+    cols = np.arange(t)[None, :]
+    others: BoolMatrix = el & (cols != g) & (g >= 0)
+    if policy.explore == "any":
+        return others
+    below = others & (cols < g)
+    above = others & (cols > g)
+    nearest_below = np.where(below.any(axis=1), t - 1 - np.argmax(below[:, ::-1], axis=1), -1)
+    nearest_above = np.where(above.any(axis=1), np.argmax(above, axis=1), -1)
+    out: BoolMatrix = (cols == nearest_below[:, None]) | (cols == nearest_above[:, None])
+    return out & others
+
+
 def decide(policy: RoutingPolicy, scores: Scores, *, tools: Sequence[str], n_files: int, harness: str,
            rng: random.Random | None) -> Decision:
     """The one decision function; ``rng=None`` disables exploration (replay, evaluation)."""
@@ -191,7 +212,8 @@ def decide(policy: RoutingPolicy, scores: Scores, *, tools: Sequence[str], n_fil
     else:
         why = f"no tier clears threshold {threshold:.2f} ({harness}/{profile}); {greedy} scores best"
     rate = policy.exploration[harness]  # type: ignore[index]
-    others = [t for t in eligible if t != greedy]
+    explorable = explore_matrix(policy, mask, np.array([policy.rank(greedy)], dtype=np.int64))[0]
+    others = [policy.ladder[j] for j in np.nonzero(explorable)[0]]
     tier, explored, propensity = greedy, False, 1.0
     if others and rate > 0:
         propensity = 1.0 - rate

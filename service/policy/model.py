@@ -138,6 +138,11 @@ class RoutingPolicy(_Strict):
     output_schemas: dict[Profile, OutputSchema]
     escalation: Escalation = Escalation()
     exploration: dict[Harness, float]
+    # Which tiers an exploratory pick draws from: the eligible neighbours of the greedy tier on the
+    # ladder ("adjacent"), or every other eligible tier ("any"). A threshold moves tasks a rung at
+    # a time, so neighbours are the counterfactuals the tuner needs; "any" spreads the same budget
+    # over tiers no candidate would pick (small for agentic work, say).
+    explore: Literal["adjacent", "any"] = "adjacent"
     # Tokens of context one in-scope file is assumed to need, for the context-window check.
     tokens_per_file: int = Field(300, ge=0)
 
