@@ -74,6 +74,20 @@ def test_dry_run_publishes_nothing(tmp_path: Path) -> None:
     assert reg.client.get_experiment_by_name(EXPERIMENT) is None
 
 
+def test_window_learns_from_the_most_recent_decisions_only(tmp_path: Path) -> None:
+    _write(tmp_path, 1500, days=(20, 10), seed=1)  # old traffic
+    _write(tmp_path, 1500, days=(10, 0), seed=2)  # recent traffic
+    full = run_retune(_settings(tmp_path), dry_run=True, trials=4, progress=False, now=NOW)
+    recent = run_retune(_settings(tmp_path), dry_run=True, trials=4, progress=False, now=NOW, window=1500)
+    assert full.n_decisions == 3000
+    assert recent.n_decisions == 1500 and recent.n_train + recent.n_holdout == 1500
+    # the window is the last 1,500 by time (days 10..0), so the last two days are a fifth of it
+    assert recent.split == "time" and 250 < recent.n_holdout < 350
+    with pytest.raises(TelemetryTooThin):
+        run_retune(_settings(tmp_path), dry_run=True, trials=4, progress=False, now=NOW, window=500,
+                   min_decisions=1000)
+
+
 def test_if_drift_skips_without_drift_and_runs_with_it(tmp_path: Path) -> None:
     steady = tmp_path / "steady"
     _write(steady, 3000)

@@ -14,7 +14,7 @@ def cmd_retune(args: argparse.Namespace, settings: Settings) -> int:
 
     result = run_retune(settings, dry_run=args.dry_run, if_drift=args.if_drift, trials=args.trials,
                         holdout_days=args.holdout_days, min_decisions=args.min_decisions, seed=args.seed,
-                        margin=args.margin, floor=args.floor, progress=not args.no_progress)
+                        margin=args.margin, floor=args.floor, window=args.window, progress=not args.no_progress)
     if args.json:
         print(json.dumps(_jsonable(result.__dict__), indent=2))
         return 0
@@ -44,6 +44,16 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--window must be a positive integer, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"--window must be a positive integer, not {text!r}")
+    return value
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("retune", help="learn a new policy from telemetry, evaluate it off-policy, publish it")
     p.add_argument("--dry-run", action="store_true", help="evaluate only; publish nothing")
@@ -52,6 +62,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--holdout-days", type=float, default=2.0, help="hold out the last N days (default 2)")
     p.add_argument("--min-decisions", type=int, default=1000,
                    help="refuse to retune on fewer decisions with outcomes (default 1000)")
+    p.add_argument("--window", type=_positive_int, default=None,
+                   help="learn from the N most recent decisions with outcomes only (default: all); after a "
+                        "drift, older traffic describes a world that is gone")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--margin", type=float, default=0.03,
                    help="relative cost-per-resolved improvement needed to promote (default 0.03)")

@@ -155,12 +155,19 @@ def _plot(trials: list[TrialRecord], champion: dict[str, float], floor: float, b
 
 def run_retune(settings: Settings, *, dry_run: bool = False, if_drift: bool = False, trials: int = 60,
                holdout_days: float = 2.0, min_decisions: int = 1000, seed: int = 0, margin: float = 0.03,
-               floor: float | None = None, progress: bool = True, now: float | None = None) -> RetuneResult:
-    """Retune from the telemetry under ``settings.home``; see the module docstring."""
+               floor: float | None = None, window: int | None = None, progress: bool = True,
+               now: float | None = None) -> RetuneResult:
+    """Retune from the telemetry under ``settings.home``; see the module docstring.
+
+    ``window`` keeps only the most recent N decisions with outcomes: after a model swap the old
+    traffic describes a world that is gone, and diluting the new evidence with it is what kept
+    post-drift candidates from clearing the gate."""
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     now = time.time() if now is None else now
     data, total = load_logged(settings.home)
+    if window is not None and len(data) > window:
+        data = data.subset(np.sort(np.argsort(data.ts, kind="stable")[-window:]))
     timings["load_s"] = time.perf_counter() - t0
     if len(data) < min_decisions:
         raise TelemetryTooThin(f"only {len(data)} of {total} logged decisions have outcomes; retune needs at "
@@ -216,7 +223,7 @@ def run_retune(settings: Settings, *, dry_run: bool = False, if_drift: bool = Fa
 
     params: dict[str, Any] = {
         "trials": trials, "seed": seed, "margin": margin, "floor_arg": floor, "floor": round(gate_floor, 6),
-        "train_floor": round(train_floor, 6), "holdout_days": holdout_days, "split": split.kind,
+        "train_floor": round(train_floor, 6), "holdout_days": holdout_days, "window": window, "split": split.kind,
         "split_cutoff": split.cutoff, "min_decisions": min_decisions, "champion_version": champion.version,
         "n_logged_decisions": total, "n_decisions": len(data), "n_train": len(train), "n_holdout": len(holdout),
         "n_training_attempts": int(rows.tier.shape[0]),
