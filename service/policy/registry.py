@@ -41,6 +41,8 @@ BOOTSTRAP_EXPERIMENT = "tierwise-bootstrap"
 def mlflow_client(settings: Settings) -> MlflowClient:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+    # One small JSON per policy load; a progress bar for it is noise in the service log and benches.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     from mlflow.tracking import MlflowClient
 
     if not settings.registry_uri:
