@@ -40,7 +40,8 @@ retune: install
 	$(BIN)/tierwise retune $(ARGS)
 
 bench: install
-	$(BIN)/tierwise bench all
+	$(BIN)/tierwise bench swebench
+	$(BIN)/tierwise bench synthetic --seeds 3 --scenario drift_model_swap,small_degrades,medium_degrades,medium_upgrade
 
 bench-quick: install
 	$(BIN)/tierwise bench all --quick

@@ -65,7 +65,7 @@ def attempt_rows(n: int, start: int = 0) -> list[dict[str, Any]]:
     for i in range(start, start + n):
         resolved = i % 3 != 0
         decision_id = uuid.uuid4().hex  # random, as the service's ids are: the primary key index sees real churn
-        response = {"decision_id": decision_id, "attempt": 0, "tier": "small", "resolved": resolved,
+        response: dict[str, Any] = {"decision_id": decision_id, "attempt": 0, "tier": "small", "resolved": resolved,
                     "failure": None if resolved else "tests_failed", "schema_valid": None, "schema_errors": [],
                     "overridden_to": None, "next": {"action": "done" if resolved else "human"}}
         rows.append({

@@ -58,7 +58,7 @@ def weekly_curves(doc: dict[str, Any], path: Path) -> Path | None:
     weekly = doc["results"]["weekly_mean"]
     drift = doc["results"]["drift_week"]
     panels = (("cost_per_resolved", "cost per resolved task (USD)"),
-              ("cost_per_resolved_vs_frontier", "cost per resolved / frontier's"),
+              ("cost_per_resolved_vs_oracle", "cost per resolved / reference's\n(recovery yardstick)"),
               ("resolution_rate", "resolution rate"),
               ("token_efficiency_ratio", "token efficiency vs monolithic frontier"))
     fig, axes = plt.subplots(2, 2, figsize=(11, 7), sharex=True)
@@ -67,6 +67,13 @@ def weekly_curves(doc: dict[str, Any], path: Path) -> Path | None:
             ys = series[key]
             ax.plot(range(len(ys)), ys, marker="o", label=name)
         ax.axvline(drift - 0.5, color="red", linestyle="--", alpha=0.6)
+        if key == "cost_per_resolved_vs_oracle":  # each arm's pre-drift baseline, and the 2-week window
+            recovery = doc["results"].get("recovery", {})
+            for line, name in zip(ax.get_lines(), weekly, strict=False):
+                base = recovery.get(name, {}).get("mean_curve", {}).get("baseline_ratio")
+                if base is not None and math.isfinite(base):
+                    ax.axhline(base, color=line.get_color(), linestyle=":", alpha=0.8)
+            ax.axvspan(drift - 0.5, drift + 2.5, color="red", alpha=0.06)
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     for ax in axes[1]:
