@@ -46,6 +46,12 @@ def test_gate_promotes_only_with_margin_and_floor() -> None:
     below = promotion_gate(1.00, 0.50, 0.89, floor=0.90, margin=0.03)  # cheap, but surely worse
     assert not below.promote and "floor" in below.reason
     assert not promotion_gate(1.00, float("nan"), 0.95, floor=0.90, margin=0.03).promote
+    # the doubly robust estimate must agree when it is given
+    assert promotion_gate(1.00, 0.90, 0.95, floor=0.90, margin=0.03, champion_cpr_dr=1.0, candidate_cpr_dr=0.95).promote
+    split = promotion_gate(1.00, 0.90, 0.95, floor=0.90, margin=0.03, champion_cpr_dr=1.0, candidate_cpr_dr=0.99)
+    assert not split.promote and "doubly robust" in split.reason
+    assert not promotion_gate(1.00, 0.90, 0.95, floor=0.90, margin=0.03, champion_cpr_dr=float("nan"),
+                              candidate_cpr_dr=0.5).promote
 
 
 def test_too_thin_raises_and_cli_exits_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

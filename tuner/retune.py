@@ -73,21 +73,37 @@ class GateDecision:
 
 
 def promotion_gate(champion_cpr: float, candidate_cpr: float, candidate_resolution_high: float, *,
-                   floor: float, margin: float) -> GateDecision:
+                   floor: float, margin: float, champion_cpr_dr: float | None = None,
+                   candidate_cpr_dr: float | None = None) -> GateDecision:
     """Promote only if the candidate's cost per resolved beats the champion's by ``margin`` and
     the upper end of its resolution interval is not below ``floor`` (i.e. the data do not say it
-    resolves less than the floor)."""
-    if not all(math.isfinite(v) for v in (champion_cpr, candidate_cpr, candidate_resolution_high, floor)):
+    resolves less than the floor).
+
+    When the doubly robust estimates are given, they must show the same margin. SNIPS and DR
+    fail differently (SNIPS on a few heavily weighted rows, DR on a poor outcome model); a gain
+    that only one of them sees is, on small logs, usually noise. On the SWE-bench folds the
+    promotions that lost money on fresh tasks were exactly those where the two disagreed."""
+    values = [champion_cpr, candidate_cpr, candidate_resolution_high, floor]
+    if not all(math.isfinite(v) for v in values):
         return GateDecision(False, "an estimate is undefined (too few matching rows in the holdout)")
     target = champion_cpr * (1.0 - margin)
     if candidate_cpr > target:
         return GateDecision(False, f"cost per resolved {candidate_cpr:.5f} does not beat the champion's "
                                    f"{champion_cpr:.5f} by {margin:.1%} (needs <= {target:.5f})")
+    if champion_cpr_dr is not None and candidate_cpr_dr is not None:
+        if not (math.isfinite(champion_cpr_dr) and math.isfinite(candidate_cpr_dr)):
+            return GateDecision(False, "the doubly robust estimate is undefined")
+        target_dr = champion_cpr_dr * (1.0 - margin)
+        if candidate_cpr_dr > target_dr:
+            return GateDecision(False, f"SNIPS sees a gain but the doubly robust cost per resolved "
+                                       f"{candidate_cpr_dr:.5f} does not beat the champion's {champion_cpr_dr:.5f} "
+                                       f"by {margin:.1%} (needs <= {target_dr:.5f})")
     if candidate_resolution_high < floor:
         return GateDecision(False, f"resolution interval upper bound {candidate_resolution_high:.4f} is below "
                                    f"the floor {floor:.4f}")
-    return GateDecision(True, f"cost per resolved {candidate_cpr:.5f} <= {target:.5f} and resolution "
-                              f"interval reaches the floor {floor:.4f}")
+    return GateDecision(True, f"cost per resolved {candidate_cpr:.5f} <= {target:.5f} (doubly robust "
+                              f"{candidate_cpr_dr if candidate_cpr_dr is not None else float('nan'):.5f}) and "
+                              f"resolution interval reaches the floor {floor:.4f}")
 
 
 def _champion(reg: PolicyRegistry | None, settings: Settings, dry_run: bool) -> RoutingPolicy:
@@ -217,7 +233,8 @@ def run_retune(settings: Settings, *, dry_run: bool = False, if_drift: bool = Fa
     champ, cand = headline(champ_est), headline(cand_est)
     gate_floor = floor if floor is not None else champ["resolution"] - FLOOR_SLACK
     gate = promotion_gate(champ["cost_per_resolved"], cand["cost_per_resolved"], cand["resolution_high"],
-                          floor=gate_floor, margin=margin)
+                          floor=gate_floor, margin=margin, champion_cpr_dr=champ["cost_per_resolved_dr"],
+                          candidate_cpr_dr=cand["cost_per_resolved_dr"])
     shadow = shadow_section(data, champion.ladder)
     timings["evaluate_s"] = time.perf_counter() - t
 
