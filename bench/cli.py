@@ -262,7 +262,8 @@ def cmd_bench(args: argparse.Namespace, settings: object = None) -> int:
         earlier = json.loads(path.read_text()) if path.exists() else {}
     except ValueError:
         earlier = {}
-    runs = {k: v for k, v in earlier.items() if k != "total_s"} if args.which != "all" else {}
+    runs = {k: v for k, v in earlier.items() if k.endswith("_s") and k not in ("total_s", "last_command_s")} \
+        if args.which != "all" else {}
     runs.update({k: v for k, v in timings.items() if k != "total_s"})
     write_json(dict(runs, total_s=sum(runs.values()), last_command_s=timings["total_s"]), path)
     print(f"bench {args.which}: wrote {out} in {timings['total_s']:.0f} s "

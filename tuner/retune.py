@@ -81,8 +81,8 @@ def promotion_gate(champion_cpr: float, candidate_cpr: float, candidate_resoluti
 
     When the doubly robust estimates are given, they must show the same margin. SNIPS and DR
     fail differently (SNIPS on a few heavily weighted rows, DR on a poor outcome model); a gain
-    that only one of them sees is, on small logs, usually noise. On the SWE-bench folds the
-    promotions that lost money on fresh tasks were exactly those where the two disagreed."""
+    that only one of them sees is, on small logs, usually noise. On the SWE-bench folds, every
+    promotion that DR did not support lost money on fresh tasks."""
     values = [champion_cpr, candidate_cpr, candidate_resolution_high, floor]
     if not all(math.isfinite(v) for v in values):
         return GateDecision(False, "an estimate is undefined (too few matching rows in the holdout)")
