@@ -71,3 +71,16 @@ def test_route_connection_waits_for_a_held_write_lock_then_writes(tmp_path: Path
         holder.close()
     finally:
         store.close()
+
+
+def test_checkpoint_folds_route_only_writes_back(tmp_path: Path) -> None:
+    """The route connection never checkpoints; the store's checkpoint must, or the WAL grows forever."""
+    store = TelemetryStore.open(tmp_path / "telemetry", catalog=False)
+    try:
+        for i in range(300):
+            store.route_journal.insert("queue_resolutions", {"item_id": i, "ts": 1.0, "resolved_by": "t" * 200,
+                                                             "note": None})
+        busy, wal_pages, done = store.checkpoint()
+        assert busy == 0 and wal_pages > 0 and done == wal_pages
+    finally:
+        store.close()

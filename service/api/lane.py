@@ -33,7 +33,6 @@ def _lower_priority(nice: int) -> None:
 
 class IngestLane:
     def __init__(self, threads: int, nice: int) -> None:
-        self.threads, self.nice = threads, nice
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="tierwise-ingest",
                                         initializer=_lower_priority, initargs=(nice,))
 

@@ -29,8 +29,8 @@ def connect(path: Path, *, durability: str = "normal", latency_critical: bool = 
     ``latency_critical`` is for the route path. SQLite's own busy handler sleeps 1, 2, 5, 10, 15,
     20, 25 ... ms between tries, so under a stream of outcome commits a decision insert could wait
     50 ms for a lock that is held for 0.1 ms; such a connection has no busy handler and
-    ``Journal`` polls every 0.2 ms instead. It also never runs the WAL checkpoint (other
-    connections do), so a route never pays for one.
+    ``Journal`` polls every 0.2 ms instead. It also never runs the WAL checkpoint (the store's
+    background export thread does, ``TelemetryStore.checkpoint``), so a route never pays for one.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, timeout=0.0 if latency_critical else LOCK_WAIT_S, isolation_level=None,
@@ -64,11 +64,11 @@ def _begin_polling(conn: sqlite3.Connection) -> None:
 class Journal:
     """Row-level reads and writes of the online path. The connection is injected."""
 
-    def __init__(self, conn: sqlite3.Connection, *, poll_lock: bool = False) -> None:
-        """``poll_lock`` goes with a ``connect(..., latency_critical=True)`` connection."""
+    def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
         self._lock = threading.RLock()
-        self._poll = poll_lock
+        # A connection without a busy handler (``connect(latency_critical=True)``) polls for the lock.
+        self._poll = conn.execute("PRAGMA busy_timeout").fetchone()[0] == 0
 
     def migrate(self) -> int:
         with self._lock:

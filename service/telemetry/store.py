@@ -52,7 +52,7 @@ class TelemetryStore:
         conn = connect(paths.journal, durability=durability)
         journal = Journal(conn)
         journal.migrate()
-        route_journal = Journal(connect(paths.journal, durability=durability, latency_critical=True), poll_lock=True)
+        route_journal = Journal(connect(paths.journal, durability=durability, latency_critical=True))
         exporter = SegmentExporter(_export_conn(paths.journal), paths.segments)
         exporter.ensure_layout()
         if catalog:
@@ -65,6 +65,13 @@ class TelemetryStore:
     def export_now(self) -> dict[str, int]:
         return self.exporter.export_once()
 
+    def checkpoint(self) -> tuple[int, int, int]:
+        """Fold the WAL back into the journal (PASSIVE: never waits for writers). The route
+        connection never checkpoints, so with route-only traffic nothing else would, and the WAL
+        would grow without bound. Returns SQLite's (busy, wal pages, pages checkpointed)."""
+        row = self.exporter.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        return int(row[0]), int(row[1]), int(row[2])
+
     def warehouse(self, refresh: bool = True) -> Warehouse:
         if refresh:
             self.export_now()
@@ -75,6 +82,7 @@ class TelemetryStore:
             while not self._stop.wait(interval_s):
                 try:
                     self.exporter.export_once()
+                    self.checkpoint()
                 except Exception:
                     log.exception("telemetry export failed; will retry")
 
