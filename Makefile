@@ -30,7 +30,7 @@ lint: install
 	$(BIN)/mypy service tuner
 
 classifier: install
-	$(BIN)/tierwise train --seed 0 --eval
+	TIERWISE_EMBEDDER=minilm $(BIN)/tierwise train --seed 0 --eval
 	TIERWISE_EMBEDDER=minilm-int8 $(BIN)/tierwise train --seed 0 --eval
 
 eval: install

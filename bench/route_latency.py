@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--workers", type=int, default=1, help="tierwise serve --workers (the default is 1)")
     p.add_argument("--embedder", default="minilm-int8", choices=["minilm", "minilm-int8"],
-                   help="minilm-int8 (the service default) or the fp32 minilm")
+                   help="minilm-int8 (the service default: int8 ONNX) or the fp32 torch minilm")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)

@@ -22,6 +22,11 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     host = args.host or settings.host
     port = args.port or settings.port
     workers = args.workers or settings.workers
+    from service.components import warm_classifier
+
+    # Fail here, as a CLI error naming the setting, not as a traceback in every worker; this also
+    # builds the encoder's derived files once, before the workers start.
+    warm_classifier(settings)
     if settings.use_registry:
         # Bootstrap the registry once, here, so N workers do not race to create it.
         from service.policy.registry import startup_policy
@@ -92,7 +97,7 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     from service.paths import corpus_dir, default_classifier_file
 
     rows = load_corpus(corpus_dir(), split="train")
-    artifact = train(rows, make_embedder(settings.embedder), seed=args.seed)
+    artifact = train(rows, make_embedder(settings.embedder, cache_dir=settings.model_cache), seed=args.seed)
     out = Path(args.out) if args.out else default_classifier_file(settings.embedder)
     out.write_text(json.dumps(artifact, separators=(",", ":")) + "\n")
     print(f"trained on {len(rows)} rows with seed {args.seed}; wrote {out}")

@@ -47,8 +47,9 @@ def load_policy_file(path: Path) -> RoutingPolicy:
 
 def load_classifier(settings: Settings) -> ProfileClassifier:
     path = settings.classifier_file or default_classifier_file(settings.embedder)
+    embedder = make_embedder(settings.embedder, settings.encoder_threads, settings.model_cache)
     try:
-        return ProfileClassifier.load(path, make_embedder(settings.embedder, settings.encoder_threads))
+        return ProfileClassifier.load(path, embedder)
     except (OSError, ValueError, KeyError, TypeError) as exc:  # unreadable, not JSON, or a field missing
         raise ArtifactMissing(f"classifier artefact {path} cannot be loaded ({type(exc).__name__}: {exc}); "
                               "rebuild it with `tierwise train`", field="classifier_file") from exc
@@ -64,9 +65,16 @@ def initial_policy(settings: Settings) -> tuple[RoutingPolicy, str]:
     return load_policy_file(path), f"file:{path}"
 
 
-def build(settings: Settings, *, telemetry: bool = True) -> Components:
+def warm_classifier(settings: Settings) -> ProfileClassifier:
+    """Loading alone is lazy; one encode builds what the encoder derives (the ONNX file) and
+    loads it, so a broken artefact or cache fails here and not on the first request."""
     classifier = load_classifier(settings)
     classifier.score(Task(prompt="warm up the encoder before the first request"))
+    return classifier
+
+
+def build(settings: Settings, *, telemetry: bool = True) -> Components:
+    classifier = warm_classifier(settings)
     policy, source = initial_policy(settings)
     holder = PolicyHolder(policy, source)
     store = None

@@ -36,8 +36,10 @@ class Settings(BaseSettings):
     # Classifier.
     embedder: Literal["minilm", "minilm-int8", "hashing"] = "minilm-int8"
     classifier_file: Path | None = None
-    # torch intra-op threads per service process (see MiniLMEmbedder); training uses all cores.
+    # Encoder intra-op threads per service process (see OnnxMiniLMEmbedder); training uses all cores.
     encoder_threads: int = Field(1, ge=1, le=64)
+    # Derived model files (the int8 ONNX export, built on first use); None: ~/.cache/tierwise.
+    model_cache: Path | None = None
     # Exploration randomness; None draws from the OS.
     seed: int | None = None
     # Request bounds.

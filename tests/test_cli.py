@@ -104,6 +104,28 @@ def test_corrupt_classifier_artefact_exits_2(in_env: dict[str, str], tmp_path: P
     assert "[classifier_file]" in err and "bad.json" in err
 
 
+def test_serve_with_a_broken_artefact_exits_2_before_any_worker_starts(
+        in_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("TIERWISE_CLASSIFIER_FILE", str(tmp_path / "missing.json"))
+    assert main(["serve", "--workers", "2", "--port", "1"]) == 2  # port 1 is never bound
+    err = capsys.readouterr().err
+    assert "[classifier_file]" in err and "Traceback" not in err
+
+
+def test_serve_with_an_unusable_model_cache_names_the_setting(
+        in_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The real int8 encoder's cache path is a file: the error names TIERWISE_MODEL_CACHE."""
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    monkeypatch.setenv("TIERWISE_EMBEDDER", "minilm-int8")
+    monkeypatch.delenv("TIERWISE_CLASSIFIER_FILE")
+    monkeypatch.setenv("TIERWISE_MODEL_CACHE", str(blocker / "cache"))
+    assert main(["serve", "--port", "1"]) == 2
+    assert "[TIERWISE_MODEL_CACHE]" in capsys.readouterr().err
+
+
 def test_missing_policy_file_exits_2(in_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                      capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("TIERWISE_POLICY_FILE", str(tmp_path / "nope.json"))
