@@ -460,3 +460,58 @@ def test_outcome_after_a_restart_under_a_policy_without_the_chains_tier(
     second = make_client(policy_file=write_policy(policy_dict))
     nxt = report(second, d["decision_id"], 0, "small", failure="tests_failed")["next"]
     assert (nxt["action"], nxt["tier"]) == ("escalate", "frontier")
+
+
+class _RacedRecorder:
+    """Builds a recorder whose first plan is overtaken: between its unlocked read and its write,
+    a second worker (its own connection to the same journal) records ``rival``."""
+
+    @staticmethod
+    def make(client: Any, settings: Any, rival: Any) -> Any:
+        from service.outcomes import OutcomeRecorder
+        from service.telemetry.journal import Journal, connect
+        from service.telemetry.store import TelemetryPaths
+
+        holder = client.app.state.parts.holder
+        other = OutcomeRecorder(Journal(connect(TelemetryPaths(settings.telemetry_dir).journal)), holder)
+        seen: list[Any] = []
+
+        class Raced(OutcomeRecorder):
+            def _plan(self, *args: Any) -> Any:
+                if not seen:
+                    seen.append(other.record(rival))
+                return super()._plan(*args)
+
+        return Raced(client.app.state.parts.store.journal, holder), seen
+
+
+def test_a_report_overtaken_between_read_and_write_is_read_again(client: Any, settings: Any) -> None:
+    """The write lock is not held while the rules run, so the write re-checks the attempts: the
+    same report recorded by another worker in between makes this one a duplicate, stored once."""
+    from service.outcomes import Report
+
+    d = route(client)
+    rep = Report(decision_id=d["decision_id"], attempt=0, tier="small", resolved=False, cost_usd=0.1,
+                 failure="timeout")
+    raced, seen = _RacedRecorder.make(client, settings, rep)
+    out = raced.record(rep)
+    assert out.pop("duplicate") is True and out == seen[0]
+    assert len(attempts_rows(client, d["decision_id"])) == 1
+    journal = client.app.state.parts.store.journal
+    assert journal.fetch_one("SELECT count(*) AS n FROM escalations WHERE decision_id = ?",
+                             (d["decision_id"],)) == {"n": 1}
+
+
+def test_a_different_report_overtaking_is_a_conflict_not_a_second_row(client: Any, settings: Any) -> None:
+    from service.errors import OutcomeConflict
+    from service.outcomes import Report
+
+    d = route(client)
+    mine = Report(decision_id=d["decision_id"], attempt=0, tier="small", resolved=True, cost_usd=0.1)
+    theirs = Report(decision_id=d["decision_id"], attempt=0, tier="small", resolved=False, cost_usd=0.1,
+                    failure="tests_failed")
+    raced, _ = _RacedRecorder.make(client, settings, theirs)
+    with pytest.raises(OutcomeConflict):
+        raced.record(mine)
+    [row] = attempts_rows(client, d["decision_id"])
+    assert (row["resolved"], row["failure"]) == (0, "tests_failed")
