@@ -94,3 +94,33 @@ def test_holdout_is_last_days_or_hash_split(tmp_path: Path) -> None:
     again = split_holdout(data, holdout_days=30.0, now=now + 1)
     assert (again.holdout == split.holdout).all()  # deterministic
     assert not (split.holdout & split.train).any()
+
+
+def test_hash_holdout_keys_on_the_task_not_the_decision_id(tmp_path: Path) -> None:
+    """Replaying the same traffic gives the same split although decision ids embed the clock, and
+    every decision of one task sits on one side."""
+    def logged(run: str, home: Path) -> Any:
+        decisions, attempts = [], []
+        for i in range(300):
+            did = f"{run}-{i}"
+            decisions.append(dict(_decision(did, "small", []), task_id=f"TASK-{i % 100}"))
+            attempts.append(_attempt(did, 0, "small", True))
+        data, _ = load_logged(_home(home, decisions, attempts))
+        return data
+
+    first, second = logged("run1", tmp_path / "a"), logged("run2", tmp_path / "b")
+    s1 = split_holdout(first, holdout_days=30.0, now=2000.0)
+    s2 = split_holdout(second, holdout_days=30.0, now=2000.0)
+    assert s1.kind == s2.kind == "hash"
+    held = lambda data, s: sorted(set(data.task_key[s.holdout]))  # noqa: E731
+    assert held(first, s1) == held(second, s2)
+    assert not set(first.task_key[s1.holdout]) & set(first.task_key[s1.train])  # no task on both sides
+    assert 0.2 <= s1.holdout.mean() <= 0.4
+
+
+def test_a_log_of_one_task_still_gets_a_holdout(tmp_path: Path) -> None:
+    decisions = [dict(_decision(f"d{i}", "small", []), task_id="LOADTEST") for i in range(200)]
+    attempts = [_attempt(f"d{i}", 0, "small", True) for i in range(200)]
+    data, _ = load_logged(_home(tmp_path, decisions, attempts))
+    split = split_holdout(data, holdout_days=30.0, now=2000.0)
+    assert 0.2 <= split.holdout.mean() <= 0.4  # decision ids decide when the tasks cannot

@@ -59,7 +59,8 @@ WITH a AS (
            {_attempt_cols()}
     FROM attempts GROUP BY decision_id
 )
-SELECT d.decision_id, d.ts, d.harness, d.profile, d.policy_version, d.tier, d.greedy_tier,
+SELECT d.decision_id, coalesce(d.task_id, d.prompt_preview, d.decision_id) AS task_key,
+       d.ts, d.harness, d.profile, d.policy_version, d.tier, d.greedy_tier,
        CAST(d.explored AS BOOLEAN) AS explored, d.propensity, d.prompt_tokens, d.n_files, d.tools,
        d.escalation_chain, d.shadow_version, d.shadow_tier, d.complexity, {profile_cols}, {feature_cols},
        a.n_attempts, a.resolved, a.cost_usd,
@@ -74,6 +75,7 @@ class LoggedData:
     """Column arrays, one entry per decision with at least one reported attempt."""
 
     decision_id: ObjArray
+    task_key: ObjArray  # task_id, else the prompt's first characters: what makes two decisions one task
     ts: FloatArray
     harness: ObjArray
     profile: ObjArray
@@ -186,6 +188,7 @@ def table_to_data(tbl: pa.Table) -> LoggedData:
     att_ovr = np.column_stack([_numbers(c(f"o{k}"), np.int64, 0) == 1 for k in range(MAX_ATTEMPTS)])
     return LoggedData(
         decision_id=_numbers(c("decision_id"), object, ""),
+        task_key=_numbers(c("task_key"), object, ""),
         ts=_numbers(c("ts"), np.float64, 0.0),
         harness=harness, profile=profile,
         harness_idx=pd.Series(harness, dtype=object).map(h_index).fillna(-1).to_numpy(np.int64),
@@ -227,7 +230,8 @@ def load_logged(home: Path) -> tuple[LoggedData, int]:
 def empty_data() -> LoggedData:
     z = np.zeros(0)
     return LoggedData(
-        decision_id=z.astype(object), ts=z, harness=z.astype(object), profile=z.astype(object),
+        decision_id=z.astype(object), task_key=z.astype(object),
+        ts=z, harness=z.astype(object), profile=z.astype(object),
         harness_idx=z.astype(np.int64), profile_idx=z.astype(np.int64), policy_version=z.astype(object),
         x=np.zeros((0, len(SUCCESS_FEATURES))), needs=tools_matrix([]), prompt_tokens=z.astype(np.int64),
         n_files=z.astype(np.int64), tier=z.astype(object), greedy_tier=z.astype(object), explored=z.astype(bool),
@@ -249,15 +253,23 @@ def split_holdout(data: LoggedData, *, holdout_days: float, now: float, min_frac
                   hash_fraction: float = 0.3) -> Split:
     """The last ``holdout_days`` are held out; if that window holds fewer than ``min_fraction`` of
     the rows (or leaves fewer than that to train on, e.g. simulated traffic that all happened
-    just now), a deterministic hash of decision_id holds out ``hash_fraction`` instead."""
+    just now), a hash of the task holds out about ``hash_fraction`` instead.
+
+    Hashing the task, not the decision id (which embeds the clock), gives the same split for the
+    same traffic on every run, so a retune is reproducible; and a task logged several times
+    lands on one side only, so the holdout never grades a task the tuner trained on. When a few
+    tasks dominate the log and the task split comes out lopsided, decision ids decide."""
     n = len(data)
     cutoff = now - holdout_days * 86400.0
     hold = data.ts >= cutoff
     frac = float(hold.mean()) if n else 0.0
     if min_fraction <= frac <= 1.0 - min_fraction:
         return Split(~hold, hold, "time", cutoff)
-    buckets = np.fromiter((zlib.crc32(str(d).encode()) % 1000 for d in data.decision_id), dtype=np.int64, count=n)
-    hold = buckets < round(hash_fraction * 1000)
+    for keys in (data.task_key, data.decision_id):
+        buckets = np.fromiter((zlib.crc32(str(k).encode()) % 1000 for k in keys), dtype=np.int64, count=n)
+        hold = buckets < round(hash_fraction * 1000)
+        if n and abs(float(hold.mean()) - hash_fraction) <= hash_fraction / 3:
+            break
     return Split(~hold, hold, "hash", None)
 
 
