@@ -63,16 +63,18 @@ def test_long_prompts_are_truncated_not_rejected(onnx: OnnxMiniLMEmbedder) -> No
 
 
 def test_the_model_is_built_once_and_reused(tmp_path: Path) -> None:
-    """Two processes start on an empty cache at once, as two workers do: one file results, and
-    a later call reuses it."""
+    """Two processes start on an empty cache at once, as two workers do: one file results, torch
+    is loaded only by the build child, and a later call reuses the file."""
     code = ("import sys; from pathlib import Path; from service.classify.onnx_embed import ensure_model; "
-            "print(ensure_model(Path(sys.argv[1])))")
+            "print(ensure_model(Path(sys.argv[1])), 'torch' in sys.modules)")
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], cwd=REPO, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]
     assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in outs]
-    paths = {out.strip() for out, _ in outs}
+    lines = {out.strip() for out, _ in outs}
+    assert all(line.endswith(" False") for line in lines), lines  # torch stayed in the build child
+    paths = {line.rsplit(" ", 1)[0] for line in lines}
     assert len(paths) == 1
     built = Path(paths.pop())
     assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".onnx") == [built.name]
@@ -87,3 +89,17 @@ def test_an_unusable_cache_names_the_setting(tmp_path: Path) -> None:
         ensure_model(blocker / "cache")
     assert err.value.field == "TIERWISE_MODEL_CACHE"
     assert str(blocker) in str(err.value)
+
+
+def test_a_failed_build_is_a_config_error_with_the_cause(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The build child cannot import torch (a stand-in module shadows it): the service gets one
+    line naming the setting and the cause, and no half-built file is left behind."""
+    shadow = tmp_path / "shadow"
+    shadow.mkdir()
+    (shadow / "torch.py").write_text("raise ImportError('torch is not installed here')\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(shadow), str(REPO)]))
+    with pytest.raises(ConfigError) as err:
+        ensure_model(tmp_path / "cache")
+    assert err.value.field == "TIERWISE_MODEL_CACHE"
+    assert "torch is not installed here" in str(err.value)
+    assert not list((tmp_path / "cache").glob("*.onnx"))

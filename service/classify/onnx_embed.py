@@ -18,6 +18,8 @@ import fcntl
 import hashlib
 import logging
 import os
+import subprocess
+import sys
 import tempfile
 import threading
 import warnings
@@ -126,11 +128,22 @@ def ensure_model(cache_dir: Path) -> Path:
         with _file_lock(cache_dir / ".build.lock"):
             if not dest.exists():  # another process may have built it while we waited
                 log.info("building the int8 ONNX encoder in %s (once per package set, about 10 s)", dest)
-                _export(_weights_dir(), dest)
+                _build_in_child(dest)
     except OSError as exc:
         raise ConfigError(f"cannot build the ONNX encoder in {cache_dir}: {exc.strerror or exc}",
                           field="TIERWISE_MODEL_CACHE") from exc
     return dest
+
+
+def _build_in_child(dest: Path) -> None:
+    """The export needs torch (about 400 MB); a child process keeps it out of the service's
+    long-lived processes even on the first start."""
+    done = subprocess.run([sys.executable, "-m", "service.classify.onnx_embed", str(dest)],
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0 or not dest.exists():
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise ConfigError(f"building the ONNX encoder in {dest.parent} failed: {tail}",
+                          field="TIERWISE_MODEL_CACHE")
 
 
 class OnnxMiniLMEmbedder:
@@ -177,3 +190,7 @@ class OnnxMiniLMEmbedder:
             feeds = {"ids": ids, "mask": mask, "types": np.zeros_like(ids)}
             out[start:start + len(chunk)] = session.run(None, feeds)[0]
         return out
+
+
+if __name__ == "__main__":  # the build child: python -m service.classify.onnx_embed DEST
+    _export(_weights_dir(), Path(sys.argv[1]))
