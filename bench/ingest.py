@@ -26,7 +26,7 @@ what any HTTP traffic at that rate costs routing on this box (the load generator
 the ingest ratio divided by it is what the ingest work itself adds.
 
 Targets: (a) >= 50k rows/s; (c) route p99 under ingest <= 1.2x the p99 without.
-Writes bench/results/ingest.json. ``python bench/ingest.py --help`` for the knobs.
+Writes bench/results/ingest.json and ingest_route.png. ``python bench/ingest.py --help`` for the knobs.
 """
 
 from __future__ import annotations
@@ -480,6 +480,11 @@ def main(argv: list[str] | None = None) -> int:
            "store": store, "http": http}
     print(render(res))
     write_result(res, args.out)
+    from bench.plots import route_under_load
+
+    png = route_under_load(res, args.out.with_name(args.out.stem + "_route.png"))
+    if png is not None:
+        print(f"wrote {png}")
     return 0
 
 

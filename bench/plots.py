@@ -84,3 +84,36 @@ def weekly_curves(doc: dict[str, Any], path: Path) -> Path | None:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def route_under_load(doc: dict[str, Any], path: Path) -> Path | None:
+    """Route p50 and p99 without and with concurrent traffic, one pair per measurement (each
+    outcome rate, and the /healthz control), with the p99 ratio over each pair."""
+    h = doc.get("http", {})
+    runs = [(("ingest " + (f"{m['offered_rows_s']:.0f}/s" if m["offered_rows_s"] else "max")), m)
+            for m in h.get("route_under_ingest", [])]
+    if "route_under_healthz" in h:
+        c = h["route_under_healthz"]
+        runs.append((f"control: {c['offered_rows_s']:.0f}/s GET /healthz", c))
+    if not runs:
+        return None
+    fig, ax = plt.subplots(figsize=(8.5, 4.8))
+    width = 0.2
+    for i, (_label, m) in enumerate(runs):
+        a, b = m["no_ingest_ms"], m["under_ingest_ms"]
+        for j, (stat, shade) in enumerate((("p50", 0.45), ("p99", 0.9))):
+            ax.bar(i - 1.5 * width + 2 * j * width, a[stat], width, color=(0.2, 0.4, 0.8, shade),
+                   label=f"{stat}, no traffic" if i == 0 else None)
+            ax.bar(i - 0.5 * width + 2 * j * width, b[stat], width, color=(0.85, 0.35, 0.1, shade),
+                   label=f"{stat}, under traffic" if i == 0 else None)
+        ax.annotate(f"p99 x{m['p99_ratio']:.2f}", (i + width, b["p99"]), ha="center", va="bottom", fontsize=9)
+    target = doc.get("targets", {}).get("route_p99_ratio")
+    ax.set_xticks(range(len(runs)), [label for label, _ in runs])
+    ax.set_ylabel("/v1/route latency (ms), sequential client")
+    ax.set_title(f"Route latency under concurrent traffic (target: p99 ratio <= {target})" if target
+                 else "Route latency under concurrent traffic")
+    ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -119,3 +119,18 @@ def test_monolithic_rows_reproduce_the_data_exactly() -> None:
     assert sum(e.resolved for e in episodes) == 372
     assert all(e.first_tier == OPUS and e.attempts == 1 for e in episodes)
     assert math.isclose(sum(e.cost_usd for e in episodes) / 500, 0.721245, abs_tol=5e-7)
+
+
+def test_ingest_route_plot_renders_every_measurement(tmp_path: Path) -> None:
+    from bench.plots import route_under_load
+
+    def run(rate: float | None, ratio: float) -> dict[str, object]:
+        return {"offered_rows_s": rate, "p99_ratio": ratio, "no_ingest_ms": {"p50": 10.0, "p99": 13.0},
+                "under_ingest_ms": {"p50": 11.0, "p99": 13.0 * ratio}}
+
+    doc = {"targets": {"route_p99_ratio": 1.2},
+           "http": {"route_under_ingest": [run(200.0, 1.3), run(None, 2.2)], "route_under_healthz": run(200.0, 1.1)}}
+    png = route_under_load(doc, tmp_path / "route.png")
+    assert png is not None and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert route_under_load({"http": {}}, tmp_path / "none.png") is None  # nothing measured, no file
+    assert not (tmp_path / "none.png").exists()
