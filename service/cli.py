@@ -49,17 +49,28 @@ def _serve_workers(settings: Settings, host: str, port: int, workers: int) -> No
     request on a kept-alive connection (uvicorn issue #3149).
     """
     import os
+    import shutil
     import socket
+    import tempfile
 
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
+    from service.api.metrics import MULTIPROC_ENV
+
     os.environ["TIERWISE_HOME"] = str(settings.home)
+    # Metrics from every worker, summed at scrape time (service/api/metrics.py). A fresh
+    # directory per run: files left by an earlier run would add its counts to this one's.
+    metrics_dir = tempfile.mkdtemp(prefix="tierwise-metrics-")
+    os.environ[MULTIPROC_ENV] = metrics_dir
     config = uvicorn.Config("service.api.app:create_app_from_env", factory=True, host=host, port=port,
                             workers=workers, log_level=settings.log_level)
     raw = config.bind_socket()
     sock = socket.socket(raw.family, raw.type, socket.IPPROTO_TCP, fileno=raw.detach())
-    Multiprocess(config, sockets=[sock]).run()
+    try:
+        Multiprocess(config, sockets=[sock]).run()
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def cmd_route(args: argparse.Namespace, settings: Settings) -> int:

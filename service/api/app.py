@@ -12,7 +12,7 @@ from service import components
 from service.api import errors
 from service.api.lane import IngestLane
 from service.api.limits import BodyLimit
-from service.api.metrics import make_metrics
+from service.api.metrics import make_metrics, worker_exit
 from service.api.routes import router as v1
 from service.settings import Settings, load_settings
 
@@ -45,6 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 poller.stop()
             app.state.lane.close()
             parts.close()
+            worker_exit()
 
     app = FastAPI(title="tierwise", version="1", lifespan=lifespan,
                   description="Routes coding-agent tasks to the cheapest model tier that will do.")

@@ -1,10 +1,39 @@
-"""Prometheus metrics, on a registry per app so several apps in one process never collide."""
+"""Prometheus metrics, on a registry per app so several apps in one process never collide.
+
+With ``tierwise serve --workers N`` each worker is its own process and keeps its own counts, so a
+scrape that lands on one worker would see only that worker's share. The supervisor therefore
+sets ``PROMETHEUS_MULTIPROC_DIR`` (prometheus-client's multiprocess mode) before the workers
+start: every worker writes its values to files there, and ``/metrics`` sums them all.
+"""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def multiprocess() -> bool:
+    return bool(os.environ.get(MULTIPROC_ENV))
+
+
+def scrape(registry: CollectorRegistry) -> bytes:
+    """This app's metrics, or in multiprocess mode every live and past worker's, summed."""
+    if not multiprocess():
+        return generate_latest(registry)
+    merged = CollectorRegistry()
+    MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
+    return generate_latest(merged)
+
+
+def worker_exit() -> None:
+    """Drop this worker's live gauges from the shared files; its counters keep counting."""
+    if multiprocess():
+        mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
 
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.015, 0.02, 0.025, 0.035, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0)
 
@@ -29,8 +58,9 @@ def make_metrics() -> Metrics:
         route_latency=Histogram("tierwise_route_latency_seconds", "Time to decide, scoring included",
                                 ["tier", "profile"], buckets=LATENCY_BUCKETS, registry=reg),
         outcomes=Counter("tierwise_outcomes_total", "Outcome reports by next step", ["next"], registry=reg),
+        # livemax: a version is active if any live worker serves it.
         policy_info=Gauge("tierwise_policy_active", "1 for the active policy version", ["version"],
-                          registry=reg),
+                          registry=reg, multiprocess_mode="livemax"),
         policy_swaps=Counter("tierwise_policy_swaps_total", "Hot reloads applied", registry=reg),
         policy_refused=Counter("tierwise_policy_refused_total", "Policy versions refused on load",
                                registry=reg),

@@ -9,8 +9,9 @@ import time
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
+from service.api.metrics import scrape
 from service.api.schemas import OutcomeIn, QueueResolveIn, RouteIn
 from service.classify.task import RepoInfo, Task
 from service.components import Components
@@ -108,4 +109,4 @@ def healthz(request: Request) -> dict[str, Any]:
 
 @router.get("/metrics")
 def metrics(request: Request) -> Response:
-    return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(scrape(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
