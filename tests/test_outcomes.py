@@ -462,27 +462,25 @@ def test_outcome_after_a_restart_under_a_policy_without_the_chains_tier(
     assert (nxt["action"], nxt["tier"]) == ("escalate", "frontier")
 
 
-class _RacedRecorder:
-    """Builds a recorder whose first plan is overtaken: between its unlocked read and its write,
-    a second worker (its own connection to the same journal) records ``rival``."""
+def _raced_recorder(client: Any, settings: Any, rival: Any) -> tuple[Any, list[Any]]:
+    """A recorder whose first plan is overtaken: between its unlocked read and its write, a second
+    worker (its own connection to the same journal) records ``rival``. Returns it and that
+    worker's response (once recorded)."""
+    from service.outcomes import OutcomeRecorder
+    from service.telemetry.journal import Journal, connect
+    from service.telemetry.store import TelemetryPaths
 
-    @staticmethod
-    def make(client: Any, settings: Any, rival: Any) -> Any:
-        from service.outcomes import OutcomeRecorder
-        from service.telemetry.journal import Journal, connect
-        from service.telemetry.store import TelemetryPaths
+    holder = client.app.state.parts.holder
+    other = OutcomeRecorder(Journal(connect(TelemetryPaths(settings.telemetry_dir).journal)), holder)
+    seen: list[Any] = []
 
-        holder = client.app.state.parts.holder
-        other = OutcomeRecorder(Journal(connect(TelemetryPaths(settings.telemetry_dir).journal)), holder)
-        seen: list[Any] = []
+    class Raced(OutcomeRecorder):
+        def _plan(self, *args: Any) -> Any:
+            if not seen:
+                seen.append(other.record(rival))
+            return super()._plan(*args)
 
-        class Raced(OutcomeRecorder):
-            def _plan(self, *args: Any) -> Any:
-                if not seen:
-                    seen.append(other.record(rival))
-                return super()._plan(*args)
-
-        return Raced(client.app.state.parts.store.journal, holder), seen
+    return Raced(client.app.state.parts.store.journal, holder), seen
 
 
 def test_a_report_overtaken_between_read_and_write_is_read_again(client: Any, settings: Any) -> None:
@@ -493,7 +491,7 @@ def test_a_report_overtaken_between_read_and_write_is_read_again(client: Any, se
     d = route(client)
     rep = Report(decision_id=d["decision_id"], attempt=0, tier="small", resolved=False, cost_usd=0.1,
                  failure="timeout")
-    raced, seen = _RacedRecorder.make(client, settings, rep)
+    raced, seen = _raced_recorder(client, settings, rep)
     out = raced.record(rep)
     assert out.pop("duplicate") is True and out == seen[0]
     assert len(attempts_rows(client, d["decision_id"])) == 1
@@ -510,7 +508,7 @@ def test_a_different_report_overtaking_is_a_conflict_not_a_second_row(client: An
     mine = Report(decision_id=d["decision_id"], attempt=0, tier="small", resolved=True, cost_usd=0.1)
     theirs = Report(decision_id=d["decision_id"], attempt=0, tier="small", resolved=False, cost_usd=0.1,
                     failure="tests_failed")
-    raced, _ = _RacedRecorder.make(client, settings, theirs)
+    raced, _ = _raced_recorder(client, settings, theirs)
     with pytest.raises(OutcomeConflict):
         raced.record(mine)
     [row] = attempts_rows(client, d["decision_id"])

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from service.classify.embed import EMBEDDING_DIM, MAX_EMBED_CHARS
 from service.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -37,11 +38,6 @@ log = logging.getLogger(__name__)
 # MiniLM truncates at 256 word pieces; the first 64 carry the profile (held-out accuracy is the
 # same) and cost a quarter of the time.
 ONNX_MAX_TOKENS = 64
-MAX_EMBED_CHARS = 4000
-# One text per run. The int8 graph quantizes activations with one scale per tensor, so in a
-# padded batch a text's embedding depends on its neighbours (up to 0.03 per coordinate here).
-# Singly, training, serving and replay see the same vector for the same prompt.
-BATCH = 1
 # Bump when the export itself changes (graph, opset, pooling), so old caches are not reused.
 EXPORT_REVISION = "1"
 
@@ -180,15 +176,16 @@ class OnnxMiniLMEmbedder:
         return self._session, self._tokenizer
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """One text per run. The int8 graph quantizes activations with one scale per tensor, so
+        in a padded batch a text's vector depends on its neighbours (up to 0.03 per coordinate
+        here); singly, training, serving and replay see the same vector for the same prompt."""
         session, tok = self._load()
-        out = np.zeros((len(texts), 384), dtype=np.float32)
-        for start in range(0, len(texts), BATCH):
-            chunk = [t[:MAX_EMBED_CHARS] for t in texts[start:start + BATCH]]
-            enc = tok.encode_batch(chunk)
-            ids = np.array([e.ids for e in enc], dtype=np.int64)
-            mask = np.array([e.attention_mask for e in enc], dtype=np.int64)
-            feeds = {"ids": ids, "mask": mask, "types": np.zeros_like(ids)}
-            out[start:start + len(chunk)] = session.run(None, feeds)[0]
+        out = np.zeros((len(texts), EMBEDDING_DIM), dtype=np.float32)
+        for i, text in enumerate(texts):
+            enc = tok.encode(text[:MAX_EMBED_CHARS])
+            ids = np.array([enc.ids], dtype=np.int64)
+            mask = np.array([enc.attention_mask], dtype=np.int64)
+            out[i] = session.run(None, {"ids": ids, "mask": mask, "types": np.zeros_like(ids)})[0][0]
         return out
 
 
