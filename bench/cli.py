@@ -293,10 +293,38 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
+def cmd_eval(args: argparse.Namespace, settings: Any = None) -> int:
+    """The classifier on the OOD set (as sent, and text + files only), the corpus split and SWE-bench."""
+    from bench.classifier_eval import reliability_plot, run
+    from service.components import load_classifier
+    from service.settings import load_settings
+
+    classifier = load_classifier(settings if settings is not None else load_settings())
+    doc, reports = run(classifier)
+    for r in reports:
+        print(r.render() if args.verbose else r.headline())
+    swe = doc["swebench"]
+    if swe.get("status") == "unavailable":
+        print(f"swebench: skipped ({swe['reason']})")
+    else:
+        mix = ", ".join(f"{p} {v:.0%}" for p, v in swe["profile_mix"].items())
+        print(f"swebench: {swe['n']} problem statements   complexity AUC (1h+ vs <15 min, "
+              f"{swe['n_hard']} vs {swe['n_easy']}) {swe['complexity_auc_hard_vs_easy']:.3f}   profile mix: {mix}")
+    out = Path(args.out)
+    write_json(doc, out / "classifier_eval.json")
+    reliability_plot(classifier, out / "classifier_reliability.png")
+    print(f"wrote {out / 'classifier_eval.json'} and {out / 'classifier_reliability.png'}")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("bench", help="run the benchmarks (SWE-bench replay, synthetic drift)")
     add_arguments(p)
     p.set_defaults(fn=cmd_bench)
+    e = sub.add_parser("eval", help="classifier accuracy, macro-F1 and calibration on tasks it never saw")
+    e.add_argument("--out", default=str(RESULTS), help="folder for classifier_eval.json and the plot")
+    e.add_argument("--verbose", "-v", action="store_true", help="also print confusion matrices")
+    e.set_defaults(fn=cmd_eval)
 
 
 def main(argv: list[str] | None = None) -> int:

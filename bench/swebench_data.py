@@ -88,6 +88,12 @@ def _pivot(runs: pd.DataFrame, value: str, tasks: pd.Index, models: pd.Index) ->
     return wide.reindex(index=tasks, columns=models)
 
 
+def load_tasks(real_dir: Path | None = None) -> pd.DataFrame:
+    """Only the task table (problem statements and difficulty), indexed by instance_id."""
+    root = real_dir if real_dir is not None else default_real_dir()
+    return _read_tasks(_require(_require(root) / TASKS_FILE))
+
+
 def load_swebench(real_dir: Path | None = None) -> SwebenchData:
     """Load and cross-validate the three tables; fail loudly on any gap.
 

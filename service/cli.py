@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
 
+from service.classify import EXPECTED_OUTPUTS, HARNESSES
 from service.errors import TierwiseError
 from service.settings import Settings, load_settings
 
@@ -81,6 +82,14 @@ def cmd_route(args: argparse.Namespace, settings: Settings) -> int:
         raise InvalidInput("prompt is empty", field="prompt")
     if args.diff_lines is not None and args.diff_lines < 0:
         raise InvalidInput(f"--diff-lines must be >= 0, got {args.diff_lines}", field="diff_lines")
+    from pydantic import TypeAdapter, ValidationError
+
+    from service.api.schemas import ToolName
+
+    try:
+        TypeAdapter(list[ToolName]).validate_python(args.tool)
+    except ValidationError as exc:
+        raise InvalidInput(f"--tool: {exc.errors()[0]['msg']}: {exc.errors()[0]['input']!r}", field="tools") from exc
     from service.classify.task import RepoInfo, Task
     from service.components import build
 
@@ -108,20 +117,14 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     from service.paths import corpus_dir, default_classifier_file
 
     rows = load_corpus(corpus_dir(), split="train")
-    artifact = train(rows, make_embedder(settings.embedder, cache_dir=settings.model_cache), seed=args.seed)
+    artifact = train(rows, make_embedder(settings.embedder, cache_dir=settings.model_cache), seed=args.seed,
+                     progress=True)
     out = Path(args.out) if args.out else default_classifier_file(settings.embedder)
     out.write_text(json.dumps(artifact, separators=(",", ":")) + "\n")
-    print(f"trained on {len(rows)} rows with seed {args.seed}; wrote {out}")
-    return cmd_eval(args, settings) if args.eval else 0
-
-
-def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
-    from service.classify.train import evaluate, load_corpus
-    from service.components import load_classifier
-    from service.paths import corpus_dir
-
-    report = evaluate(load_classifier(settings), load_corpus(corpus_dir(), split="test"))
-    print(report.render())
+    info = artifact["trained_on"]
+    print(f"trained on {len(rows)} rows from {len(info['writers'])} writers with seed {args.seed} "
+          f"(C {info['C']}, temperature {artifact['temperature']}); wrote {out}")
+    print("evaluate it on tasks it never saw: tierwise eval")
     return 0
 
 
@@ -190,19 +193,16 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("route", help="route one task locally and print the decision (no server)")
     r.add_argument("prompt")
     r.add_argument("--file", action="append", default=[], help="a path in scope (repeatable)")
-    r.add_argument("--tool", action="append", default=[], help="a tool the task needs (repeatable)")
-    r.add_argument("--harness", default="ci", choices=["local", "ci", "prod"])
-    r.add_argument("--expected-output", choices=["patch", "text", "json", "plan"])
+    r.add_argument("--tool", action="append", default=[], help="a tool the harness offers, any name (repeatable)")
+    r.add_argument("--harness", default="ci", choices=HARNESSES)
+    r.add_argument("--expected-output", choices=EXPECTED_OUTPUTS)
     r.add_argument("--diff-lines", type=int)
     r.add_argument("--json", action="store_true", help="print the full decision as JSON")
     r.set_defaults(fn=cmd_route)
     t = sub.add_parser("train", help="rebuild the classifier artefact from the corpus")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out")
-    t.add_argument("--eval", action="store_true", help="then print held-out metrics")
     t.set_defaults(fn=cmd_train)
-    e = sub.add_parser("eval", help="held-out accuracy, macro-F1 and confusion matrix")
-    e.set_defaults(fn=cmd_eval)
     pol = sub.add_parser("policy", help="list, show, promote or roll back policy versions")
     pol.add_argument("action", choices=["list", "show", "promote", "rollback"])
     pol.add_argument("version", nargs="?")

@@ -37,6 +37,7 @@ class Routed:
             "policy_version": d.policy_version,
             "profile": d.profile,
             "profile_scores": self.scores.profile_scores,
+            "unsure": d.unsure,
             "complexity": self.scores.complexity,
             "tier": d.tier,
             "model": plan.model,

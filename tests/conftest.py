@@ -64,6 +64,22 @@ def policy_dict(default_policy_dict: dict[str, Any]) -> dict[str, Any]:
     return copy.deepcopy(default_policy_dict)
 
 
+# Tier capabilities as a policy might restrict them (the shipped default gives every tier all of
+# them): frontier alone drives a browser, small no database.
+RESTRICTED_CAPABILITIES = {
+    "small": ["read", "edit", "search", "test", "shell"],
+    "medium": ["read", "edit", "search", "test", "shell", "database"],
+    "frontier": ["read", "edit", "search", "test", "shell", "database", "browser"],
+}
+
+
+@pytest.fixture
+def restricted_policy_dict(policy_dict: dict[str, Any]) -> dict[str, Any]:
+    for tier, caps in RESTRICTED_CAPABILITIES.items():
+        policy_dict["tiers"][tier]["capabilities"]["tools"] = list(caps)
+    return policy_dict
+
+
 @pytest.fixture
 def make_settings(tmp_path: Path, hashing_classifier_file: Path) -> Callable[..., Any]:
     from service.settings import load_settings

@@ -52,11 +52,34 @@ def test_minimal_route_request(client: Any) -> None:
     assert len(r.json()["escalation_chain"]) <= 2
 
 
-def test_tool_only_frontier_has_routes_to_frontier(client: Any) -> None:
-    body = client.post("/v1/route", json={"prompt": MECHANICAL, "tools": ["browser"]}).json()
+@pytest.fixture
+def restricted_client(make_client: Callable[..., Any], restricted_policy_dict: dict[str, Any],
+                      write_policy: Callable[[dict[str, Any]], Any]) -> Any:
+    """A client whose policy lets only frontier drive a browser (the default lets every tier)."""
+    return make_client(policy_file=write_policy(restricted_policy_dict))
+
+
+def test_tool_only_frontier_has_routes_to_frontier(restricted_client: Any) -> None:
+    body = restricted_client.post("/v1/route", json={"prompt": MECHANICAL, "tools": ["browser"]}).json()
     assert body["tier"] == "frontier"
     assert body["escalation_chain"] == []
     assert body["propensity"] == 1.0
+
+
+@pytest.mark.parametrize("tools", [
+    ["bash"], ["Bash", "Read", "Edit", "Glob", "Grep", "WebFetch", "TodoWrite", "Task"],
+    ["execute_bash", "str_replace_editor", "browser", "think", "finish"], ["str_replace_editor", "submit"],
+    ["shell", "apply_patch", "update_plan"], ["git", "edit"], ["mcp__github__create_issue", "my-own-tool"],
+])
+def test_any_harness_tool_names_get_a_decision(client: Any, tools: list[str]) -> None:
+    r = client.post("/v1/route", json={"prompt": MECHANICAL, "tools": tools, "harness": "local"})
+    assert r.status_code == 200, r.text
+    assert r.json()["tier"] == "small"  # the default policy lets every tier drive every capability
+
+
+def test_unknown_tool_names_are_reported_in_reasons(client: Any) -> None:
+    body = client.post("/v1/route", json={"prompt": MECHANICAL, "tools": ["Bash", "frobnicate"]}).json()
+    assert "unknown tools (no capability assumed): frobnicate" in body["reasons"]
 
 
 def test_many_files_make_small_ineligible(client: Any) -> None:
@@ -76,9 +99,9 @@ def _error(r: Any, status: int) -> dict[str, Any]:
     return err
 
 
-def test_no_eligible_tier_is_422_naming_tools(client: Any) -> None:
+def test_no_eligible_tier_is_422_naming_tools(restricted_client: Any) -> None:
     files = [f"f{i}.py" for i in range(600)]  # too much context for frontier, browser for the others
-    err = _error(client.post("/v1/route", json={"prompt": "x", "tools": ["browser"], "files": files}), 422)
+    err = _error(restricted_client.post("/v1/route", json={"prompt": "x", "tools": ["browser"], "files": files}), 422)
     assert err["code"] == "no_eligible_tier"
     assert err["field"] == "tools"
 
@@ -109,7 +132,10 @@ BAD_ROUTE: list[tuple[str, Any, str | None]] = [
     ("repo unknown field", {"prompt": "x", "repo": {"lines": 3}}, "repo.lines"),
     ("repo files negative", {"prompt": "x", "repo": {"files": -1}}, "repo.files"),
     ("bad harness", {"prompt": "x", "harness": "dev"}, "harness"),
-    ("bad tool", {"prompt": "x", "tools": ["hammer"]}, "tools.0"),
+    ("empty tool name", {"prompt": "x", "tools": ["Bash", ""]}, "tools.1"),
+    ("tool name with a control character", {"prompt": "x", "tools": ["ba\nsh"]}, "tools.0"),
+    ("tool name too long", {"prompt": "x", "tools": ["t" * 129]}, "tools.0"),
+    ("too many tools", {"prompt": "x", "tools": [f"t{i}" for i in range(257)]}, "tools"),
     ("tools not a list", {"prompt": "x", "tools": "shell"}, "tools"),
     ("bad expected_output", {"prompt": "x", "expected_output": "diff"}, "expected_output"),
     ("task_id too long", {"prompt": "x", "task_id": "t" * 201}, "task_id"),
@@ -181,7 +207,8 @@ def _samples(text: str, name: str) -> list[Any]:
     return [s for fam in text_string_to_metric_families(text) for s in fam.samples if s.name == name]
 
 
-def test_metrics_count_routes_and_histogram_latency_by_tier_and_profile(client: Any) -> None:
+def test_metrics_count_routes_and_histogram_latency_by_tier_and_profile(restricted_client: Any) -> None:
+    client = restricted_client
     for _ in range(3):
         assert client.post("/v1/route", json={"prompt": MECHANICAL, "harness": "local"}).status_code == 200
     assert client.post("/v1/route", json={"prompt": MECHANICAL, "harness": "local",

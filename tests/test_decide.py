@@ -33,6 +33,11 @@ def policy(policy_dict: dict[str, Any]) -> RoutingPolicy:
     return parse_policy(policy_dict)
 
 
+@pytest.fixture
+def restricted(restricted_policy_dict: dict[str, Any]) -> RoutingPolicy:
+    return parse_policy(restricted_policy_dict)
+
+
 def test_mechanical_task_takes_the_cheapest_tier_that_clears_the_threshold(policy: RoutingPolicy) -> None:
     d = decide(policy, scores("mechanical"), tools=(), n_files=0, harness="local", rng=None)
     assert d.tier == "small"
@@ -53,8 +58,8 @@ def test_agentic_task_with_no_tier_clearing_goes_to_the_best(policy: RoutingPoli
 
 # --- eligibility by tools -------------------------------------------------------------------------
 
-def test_a_tool_only_frontier_has_forces_frontier(policy: RoutingPolicy) -> None:
-    d = decide(policy, scores("mechanical"), tools=("browser",), n_files=0, harness="ci", rng=random.Random(1))
+def test_a_tool_only_frontier_has_forces_frontier(restricted: RoutingPolicy) -> None:
+    d = decide(restricted, scores("mechanical"), tools=("browser",), n_files=0, harness="ci", rng=random.Random(1))
     assert d.tier == "frontier"
     assert d.eligible == ("frontier",)
     assert d.escalation_chain == ()
@@ -64,15 +69,36 @@ def test_a_tool_only_frontier_has_forces_frontier(policy: RoutingPolicy) -> None
     assert any("medium excluded" in r and "browser" in r for r in d.reasons)
 
 
-def test_a_tool_small_lacks_skips_small(policy: RoutingPolicy) -> None:
-    d = decide(policy, scores("mechanical"), tools=("db_query",), n_files=0, harness="local", rng=None)
+def test_a_tool_small_lacks_skips_small(restricted: RoutingPolicy) -> None:
+    d = decide(restricted, scores("mechanical"), tools=("db_query",), n_files=0, harness="local", rng=None)
     assert d.eligible == ("medium", "frontier")
     assert d.tier == "medium"
+    # Another harness's name for the same capability has the same effect.
+    d = decide(restricted, scores("mechanical"), tools=("run_sql", "Bash"), n_files=0, harness="local", rng=None)
+    assert d.eligible == ("medium", "frontier")
 
 
-def test_a_tool_no_tier_has_is_no_eligible_tier_naming_tools(policy_dict: dict[str, Any]) -> None:
-    policy_dict["tiers"]["frontier"]["capabilities"]["tools"].remove("browser")
+def test_unknown_tools_exclude_nothing_and_are_named(restricted: RoutingPolicy) -> None:
+    d = decide(restricted, scores("mechanical"), tools=("mcp__jira__get_issue", "Bash", "frobnicate"), n_files=0,
+               harness="local", rng=None)
+    assert d.eligible == ("small", "medium", "frontier")
+    assert d.tier == "small"
+    assert any(r == "unknown tools (no capability assumed): mcp__jira__get_issue, frobnicate" for r in d.reasons)
+
+
+def test_a_model_without_tool_use_drives_no_capability(policy_dict: dict[str, Any]) -> None:
+    policy_dict["tiers"]["small"]["capabilities"]["tool_use"] = False
     policy = parse_policy(policy_dict)
+    assert decide(policy, scores("mechanical"), tools=("Bash",), n_files=0, harness="local",
+                  rng=None).eligible == ("medium", "frontier")
+    # Control tools need no capability, so a tool-less model still takes a task that only has them.
+    assert decide(policy, scores("mechanical"), tools=("finish", "think"), n_files=0, harness="local",
+                  rng=None).tier == "small"
+
+
+def test_a_tool_no_tier_has_is_no_eligible_tier_naming_tools(restricted_policy_dict: dict[str, Any]) -> None:
+    restricted_policy_dict["tiers"]["frontier"]["capabilities"]["tools"].remove("browser")
+    policy = parse_policy(restricted_policy_dict)
     with pytest.raises(NoEligibleTier) as info:
         decide(policy, scores(), tools=("browser",), n_files=0, harness="ci", rng=None)
     assert info.value.field == "tools"

@@ -6,11 +6,14 @@ import math
 
 import pytest
 
-from service.classify import EXPECTED_OUTPUTS, TOOLS
+from service.classify import EXPECTED_OUTPUTS
 from service.classify.features import (
     FEATURE_NAMES,
+    PROFILE_FEATURES,
     estimate_tokens,
     keyword_hits,
+    present_groups,
+    profile_mask,
     structural_features,
     top_level_modules,
 )
@@ -93,11 +96,26 @@ def test_no_expected_output_sets_no_one_hot() -> None:
     assert sum(f[f"out_{k}"] for k in EXPECTED_OUTPUTS) == 0.0
 
 
-def test_tools_are_multi_hot_and_counted() -> None:
-    f = structural_features(Task(prompt="p", tools=("run_tests", "browser")))
-    assert {t for t in TOOLS if f[f"tool_{t}"] == 1.0} == {"run_tests", "browser"}
-    assert sum(f[f"tool_{t}"] for t in TOOLS) == 2.0
-    assert f["n_tools"] == 2.0
+def test_tools_are_counted_for_telemetry_but_never_a_profile_feature() -> None:
+    f = structural_features(Task(prompt="p", tools=("Bash", "Read", "browser")))
+    assert f["n_tools"] == 3.0
+    assert not any("tool" in name for name in PROFILE_FEATURES)
+
+
+def test_paths_named_in_the_text_are_counted_once() -> None:
+    f = structural_features(Task(prompt="see src/app/main.py, utils.ts and src/app/main.py; v1.2 is not a file"))
+    assert f["log_text_paths"] == pytest.approx(math.log1p(2))
+
+
+def test_only_fields_that_are_present_enter_the_profile_features() -> None:
+    bare = Task(prompt="p")
+    assert present_groups(bare) == {"text": True, "files": False, "modules_touched": False, "diff_lines": False,
+                                     "expected_output": False}
+    full = Task(prompt="p", files=("a.py",), repo=RepoInfo(modules_touched=2), diff_lines=5, expected_output="json")
+    assert all(present_groups(full).values())
+    assert len(profile_mask(full)) == len(PROFILE_FEATURES) and set(profile_mask(full)) == {1.0}
+    # A zero diff is the old corpus's "unknown"; an empty files list is no files.
+    assert not present_groups(Task(prompt="p", diff_lines=0, files=()))["diff_lines"]
 
 
 def test_feature_order_is_fixed() -> None:

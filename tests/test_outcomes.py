@@ -11,6 +11,13 @@ from conftest import MECHANICAL
 
 from service.telemetry.store import open_warehouse
 
+
+@pytest.fixture
+def client(make_client: Callable[..., Any], restricted_policy_dict: dict[str, Any],
+           write_policy: Callable[[dict[str, Any]], Path]) -> Any:
+    """Only frontier drives a browser here, so ``tools=["browser"]`` starts a task at the top tier."""
+    return make_client(policy_file=write_policy(restricted_policy_dict))
+
 LADDER = ["small", "medium", "frontier"]
 VALID_OUTPUT = {"summary": "renamed get_usr", "patch": "--- a/utils.py\n+++ b/utils.py\n"}
 
@@ -129,8 +136,9 @@ def test_resolve_queue_item(client: Any) -> None:
 
 
 def test_a_profile_script_takes_over_from_the_human_queue(make_client: Callable[..., Any],
-                                                           policy_dict: dict[str, Any],
+                                                           restricted_policy_dict: dict[str, Any],
                                                            write_policy: Callable[[dict[str, Any]], Path]) -> None:
+    policy_dict = restricted_policy_dict
     policy_dict["escalation"]["scripts"] = {"mechanical": "scripts/codemod_rename.py"}
     client = make_client(policy_file=write_policy(policy_dict))
     d = route(client, tools=["browser"])  # frontier, so the first failure exhausts the chain

@@ -73,7 +73,7 @@ BAD: list[tuple[str, Mutation, str]] = [
     ("missing output schema", _del("output_schemas.agentic"), "output_schemas"),
     ("exploration above 0.5", _set("exploration.ci", 0.9), "exploration.ci"),
     ("budgets exceed the context window", _set("tiers.small.max_input_tokens", 399_000), "tiers.small"),
-    ("unknown tool", _set("tiers.small.capabilities.tools", ["read_file", "hammer"]),
+    ("unknown capability", _set("tiers.small.capabilities.tools", ["read_file", "hammer"]),
      "tiers.small.capabilities.tools"),
     ("unknown top-level field", _set("bogus", 1), "bogus"),
     ("escalation through an unknown tier", _set("escalation.ladder", ["small", "huge"]), "escalation.ladder"),

@@ -17,7 +17,15 @@ from numpy.typing import NDArray
 from service.classify import HARNESSES, PROFILES
 from service.classify.success import tier_score_matrix
 from service.errors import NoEligibleTier
-from service.policy.decide import BoolMatrix, IntArray, decide, eligible_matrix, escalation_chains, greedy_indices
+from service.policy.decide import (
+    BoolMatrix,
+    IntArray,
+    decide,
+    eligible_matrix,
+    escalation_chains,
+    greedy_indices,
+    routed_profile_indices,
+)
 from service.policy.model import RoutingPolicy
 from service.routing import scores_from_row
 from tuner.dataset import LoggedData
@@ -73,16 +81,22 @@ def replay_base(policy: RoutingPolicy, data: LoggedData) -> ReplayBase:
 
 def threshold_table(policy: RoutingPolicy) -> FloatMatrix:
     """[len(HARNESSES), len(PROFILES)] thresholds."""
-    return np.array([[policy.thresholds[h][p] for p in PROFILES] for h in HARNESSES],  # type: ignore[index]
-                    dtype=np.float64)
+    return np.array([[policy.thresholds[h][p] for p in PROFILES] for h in HARNESSES], dtype=np.float64)
+
+
+def row_thresholds(policy: RoutingPolicy, data: LoggedData) -> FloatMatrix:
+    """Each row's threshold under ``policy``: its harness, and the profile the policy routes it by
+    (``routed_profile_indices``, so a candidate's ``unsure`` rule is replayed too)."""
+    routed, _ = routed_profile_indices(data.x[:, :len(PROFILES)], policy)
+    out: FloatMatrix = threshold_table(policy)[data.harness_idx, routed]
+    return out
 
 
 def replay_greedy(policy: RoutingPolicy, data: LoggedData, base: ReplayBase | None = None) -> tuple[IntArray, IntArray]:
     """(greedy tier column per row, -1 if none eligible; escalation chain [n, max_steps], -1 padded),
     columns indexing ``policy.ladder``; exploration off, exactly as ``decide(rng=None)``."""
     b = base if base is not None else replay_base(policy, data)
-    thr = threshold_table(policy)[data.harness_idx, data.profile_idx]
-    idx = greedy_indices(b.scores, b.eligible, thr)
+    idx = greedy_indices(b.scores, b.eligible, row_thresholds(policy, data))
     return idx, escalation_chains(policy, idx, b.eligible)
 
 

@@ -21,7 +21,7 @@ from service.policy.decide import escalation_chains, greedy_indices
 from service.policy.model import Escalation, RoutingPolicy
 from tuner.dataset import LoggedData
 from tuner.ope import PolicyEstimate, estimate_policy
-from tuner.replay import ReplayBase, action_codes, replay_base, threshold_table, tier_codes
+from tuner.replay import ReplayBase, action_codes, replay_base, row_thresholds, tier_codes
 
 THRESHOLD_LOW, THRESHOLD_HIGH = 0.05, 0.99
 
@@ -79,8 +79,7 @@ class Evaluator:
         """The candidate's action per row: greedy tier from ``greedy_indices`` (via
         ``replay_greedy``), chain from ``escalation_chains``, both the service's own functions."""
         b = base if base is not None else replay_base(policy, self.data)
-        thr = threshold_table(policy)[self.data.harness_idx, self.data.profile_idx]
-        idx = greedy_indices(b.scores, b.eligible, thr)
+        idx = greedy_indices(b.scores, b.eligible, row_thresholds(policy, self.data))
         table = self._codes_by_tier(policy, b)
         out: np.ndarray[Any, Any] = np.where(idx >= 0, table[np.arange(idx.shape[0]), np.maximum(idx, 0)], -1)
         return out
@@ -159,8 +158,8 @@ class StudyResult:
     best_params: dict[str, Any]
     best_number: int
     trials: list[TrialRecord]
-    harnesses: list[str]
-    profiles: list[str]
+    harnesses: Sequence[str]
+    profiles: Sequence[str]
 
 
 # Minimum effective sample size of a candidate, as a share of the rows it is judged on.

@@ -23,9 +23,11 @@ from service.policy.decide import (
     explore_matrix,
     greedy_indices,
     greedy_propensities,
+    routed_profile_indices,
     tools_matrix,
 )
 from service.policy.model import RoutingPolicy
+from tuner.replay import threshold_table
 
 TOOL_SETS: tuple[tuple[str, ...], ...] = (
     (), ("read_file", "edit_file"), ("read_file", "edit_file", "run_tests"),
@@ -77,8 +79,8 @@ def synthetic_batches(policy: RoutingPolicy, n: int, *, seed: int = 0, truth: Tr
     rng = np.random.default_rng(seed)
     ladder = list(policy.ladder)
     model = policy.success_model.to_model() if policy.success_model else None
-    thr_table = np.array([[policy.thresholds[h][p] for p in PROFILES] for h in HARNESSES])  # type: ignore[index]
-    rates = np.array([policy.exploration[h] for h in HARNESSES])  # type: ignore[index]
+    thr_table = threshold_table(policy)
+    rates = np.array([policy.exploration[h] for h in HARNESSES])
     tool_needs = tools_matrix(TOOL_SETS)
     tool_json = ["[" + ", ".join(f'"{t}"' for t in ts) + "]" for ts in TOOL_SETS]
     done = 0
@@ -89,7 +91,7 @@ def synthetic_batches(policy: RoutingPolicy, n: int, *, seed: int = 0, truth: Tr
         alpha[np.arange(m), true_p] = 6.0
         ps = np.round(rng.gamma(alpha), 12)
         ps = np.round(ps / ps.sum(axis=1, keepdims=True), 6)
-        profile_idx = np.argmax(ps, axis=1)
+        profile_idx = routed_profile_indices(ps, policy)[0]
         complexity = np.round(np.clip(rng.beta(2, 2, m) * 0.6 + 0.1 * true_p + rng.normal(0, 0.05, m), 0, 1), 6)
         prompt_tokens = np.maximum(5, rng.lognormal(5.5 + 0.4 * true_p, 0.8)).astype(np.int64)
         n_files = rng.poisson(1 + 3 * true_p)

@@ -5,14 +5,19 @@ naming the field) and refuse NaN and infinities, which would otherwise poison th
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-ExpectedOutput = Literal["patch", "text", "json", "plan"]
-Tool = Literal["read_file", "edit_file", "search_code", "run_tests", "shell", "browser", "db_query"]
-HarnessName = Literal["local", "ci", "prod"]
+from service.classify import ExpectedOutput
+from service.classify import Harness as HarnessName
+
 FailureKind = Literal["tests_failed", "schema_invalid", "timeout", "refused", "error"]
+# Any harness's tool name (``Bash``, ``str_replace_editor``, ``mcp__github__create_issue``…):
+# printable, no spaces at the ends, bounded. Unknown names are kept and reported, never refused.
+ToolName = Annotated[str, StringConstraints(min_length=1, max_length=128,
+                                            pattern=r"^[^\p{C}\s](?:[^\p{C}]*[^\p{C}\s])?$")]
+MAX_TOOLS = 256
 
 
 _STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
@@ -32,7 +37,7 @@ class RouteIn(BaseModel):
     repo: RepoIn = Field(default_factory=RepoIn)
     diff_lines: int | None = Field(None, ge=0, le=100_000_000)
     expected_output: ExpectedOutput | None = None
-    tools: list[Tool] = Field(default_factory=list, max_length=32)
+    tools: list[ToolName] = Field(default_factory=list, max_length=MAX_TOOLS)
     harness: HarnessName = "ci"
     task_id: str | None = Field(None, max_length=200)
 

@@ -1,7 +1,10 @@
 """Structural features: cheap signals a harness sends with the task, plus keyword cues.
 
-They are stable, explainable and free to compute, so they carry the cases an embedding
-misses (a 40-file rename is still mechanical; a one-line prompt can still be agentic).
+They are stable, explainable and free to compute. ``structural_features`` returns everything
+that is logged with a decision; only ``PROFILE_GROUPS`` feed the profile classifier, each group
+counting only when its field is present (``present_groups``), so a field a harness leaves out
+cannot move the profile. Tool names are absent on purpose: a harness offers the same tools for
+every task, so they describe the harness, not the work.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 import math
 import re
 
-from service.classify import EXPECTED_OUTPUTS, TOOLS
+from service.classify import EXPECTED_OUTPUTS
 from service.classify.task import Task
 
 # Keyword cues per profile; matched as whole words on the lower-cased prompt.
@@ -43,6 +46,9 @@ _PATTERNS = {
     for profile, words in KEYWORDS.items()
 }
 _CODE_FENCE = re.compile(r"```|^\s{4}\S", re.MULTILINE)
+# A path (``src/app/main.py``) or a bare file name with a common source extension.
+_PATH = re.compile(r"(?:[\w.-]+/)+[\w.-]+\.\w{1,6}\b|\b[\w-]+\.(?:py|ts|tsx|js|jsx|go|rs|java|kt|cs|rb|php|"
+                   r"swift|c|h|cc|cpp|hpp|scala|ex|exs|sql|tf|ya?ml|toml|json|md|sh|css|html|vue|dart)\b")
 _TRACE = re.compile(r"traceback|exception|error:|panic:|at [\w.$]+\(|segmentation fault", re.IGNORECASE)
 
 
@@ -76,17 +82,46 @@ def structural_features(task: Task) -> dict[str, float]:
         "log_repo_files": math.log1p(task.repo.files or 0),
         "n_languages": float(len(task.repo.languages)),
         "n_tools": float(len(task.tools)),
+        "log_text_paths": math.log1p(len(set(_PATH.findall(task.prompt)))),
         "has_code": 1.0 if _CODE_FENCE.search(task.prompt) else 0.0,
         "has_trace": 1.0 if _TRACE.search(task.prompt) else 0.0,
         "questions": float(task.prompt.count("?")),
     }
     for kind in EXPECTED_OUTPUTS:
         feats[f"out_{kind}"] = 1.0 if task.expected_output == kind else 0.0
-    for tool in TOOLS:
-        feats[f"tool_{tool}"] = 1.0 if tool in task.tools else 0.0
     for profile, words in hits.items():
         feats[f"kw_{profile}"] = float(len(words))
     return feats
 
 
 FEATURE_NAMES: tuple[str, ...] = tuple(structural_features(Task(prompt="x")).keys())
+
+# The profile classifier's inputs, by the request field they come from. "text" is always there;
+# any other group counts only when its field is present (see ``present_groups``).
+PROFILE_GROUPS: dict[str, tuple[str, ...]] = {
+    "text": ("log_prompt_tokens", "has_code", "has_trace", "questions", "log_text_paths",
+             *(f"kw_{p}" for p in KEYWORDS)),
+    "files": ("log_files", "log_top_modules"),
+    "modules_touched": ("log_modules_touched",),
+    "diff_lines": ("log_diff_lines",),
+    "expected_output": tuple(f"out_{kind}" for kind in EXPECTED_OUTPUTS),
+}
+PROFILE_FEATURES: tuple[str, ...] = tuple(f for names in PROFILE_GROUPS.values() for f in names)
+
+
+def present_groups(task: Task) -> dict[str, bool]:
+    """Which ``PROFILE_GROUPS`` the request actually carries. An empty list, a zero diff (the old
+    corpus's "unknown") and a missing key all mean absent."""
+    return {
+        "text": True,
+        "files": bool(task.files),
+        "modules_touched": task.repo.modules_touched is not None,
+        "diff_lines": bool(task.diff_lines),
+        "expected_output": task.expected_output is not None,
+    }
+
+
+def profile_mask(task: Task) -> list[float]:
+    """1.0 per ``PROFILE_FEATURES`` entry whose group is present, else 0.0."""
+    present = present_groups(task)
+    return [1.0 if present[g] else 0.0 for g, names in PROFILE_GROUPS.items() for _ in names]

@@ -1,7 +1,11 @@
-"""The profile classifier at inference time: a linear model read from a JSON artefact.
+"""The profile classifier at inference time: two linear experts read from a JSON artefact.
 
-The artefact is plain numbers (no pickle), so it loads under any numpy/scikit-learn version
-and can be diffed in review. Training lives in ``service.classify.train``.
+- the semantic expert: the MiniLM embedding, its similarity to each profile's prototype, and
+  the structural features of the fields the request carries;
+- the lexical expert: TF-IDF word n-grams of the whole prompt (``lexical.py``).
+Their logits are pooled with a fixed weight and calibrated with one temperature, both chosen on
+writers the training held out. The artefact is plain numbers (no pickle), so it loads under any
+numpy/scikit-learn version and can be diffed in review. Training lives in ``service.classify.train``.
 """
 
 from __future__ import annotations
@@ -15,11 +19,12 @@ from typing import Any
 import numpy as np
 
 from service.classify.embed import Embedder
-from service.classify.features import FEATURE_NAMES, estimate_tokens, keyword_hits, structural_features
+from service.classify.features import PROFILE_FEATURES, estimate_tokens, keyword_hits, profile_mask, structural_features
+from service.classify.lexical import Tfidf
 from service.classify.task import Task
 from service.errors import ArtifactMissing
 
-ARTIFACT_FORMAT = 1
+ARTIFACT_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -38,10 +43,14 @@ class Scores:
         return max(self.profile_scores, key=lambda p: self.profile_scores[p])
 
 
-def design_row(features: dict[str, float], embedding: np.ndarray, prototypes: np.ndarray,
+def design_row(features: dict[str, float], mask: Sequence[float], embedding: np.ndarray, prototypes: np.ndarray,
                mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """One input row: scaled structural features, the embedding, and prototype similarities."""
-    struct = (np.array([features[n] for n in FEATURE_NAMES], dtype=np.float64) - mean) / scale
+    """One input row: scaled structural features, the embedding, and prototype similarities.
+
+    A feature whose field is absent (``mask`` 0) is exactly 0 after scaling, so it adds nothing
+    to any logit: leaving a field out gives the prediction from the fields that are there."""
+    raw = np.array([features[n] for n in PROFILE_FEATURES], dtype=np.float64)
+    struct = (raw - mean) / scale * np.asarray(mask, dtype=np.float64)
     sims = prototypes @ embedding.astype(np.float64)
     return np.concatenate([struct, embedding.astype(np.float64), sims])
 
@@ -64,7 +73,7 @@ class ProfileClassifier:
             raise ArtifactMissing(
                 f"classifier was trained with embedder {artifact.get('embedder')!r} but the service "
                 f"uses {embedder.name!r}; rebuild it with `tierwise train`", field="embedder")
-        if tuple(artifact["feature_names"]) != FEATURE_NAMES:
+        if tuple(artifact["feature_names"]) != PROFILE_FEATURES:
             raise ArtifactMissing("classifier feature names differ from the code; rebuild it "
                                   "with `tierwise train`", field="feature_names")
         self.artifact = artifact
@@ -75,8 +84,14 @@ class ProfileClassifier:
         self._prototypes = np.array([artifact["prototypes"][p] for p in self.profiles])
         self._coef = np.array(artifact["coef"])
         self._intercept = np.array(artifact["intercept"])
+        lex = artifact["lexical"]
+        self._tfidf = Tfidf({t: i for i, t in enumerate(lex["vocabulary"])}, lex["idf"])
+        self._lex_coef = np.array(lex["coef"])
+        self._lex_intercept = np.array(lex["intercept"])
+        self._mix = float(artifact["mix"])
         self._temperature = float(artifact["temperature"])
         self._cx_coef = np.array(artifact["complexity"]["coef"])
+        self._cx_lex_coef = np.array(artifact["complexity"]["lexical_coef"])
         self._cx_intercept = float(artifact["complexity"]["intercept"])
 
     @classmethod
@@ -94,10 +109,14 @@ class ProfileClassifier:
         out = []
         for task, emb in zip(tasks, embeddings, strict=True):
             feats = structural_features(task)
-            x = design_row(feats, emb, self._prototypes, self._mean, self._scale)
-            probs = softmax((self._coef @ x + self._intercept) / self._temperature)
+            x = design_row(feats, profile_mask(task), emb, self._prototypes, self._mean, self._scale)
+            idx, val = self._tfidf.sparse(task.prompt)
+            semantic = self._coef @ x + self._intercept
+            lexical = self._lex_coef[:, idx] @ val + self._lex_intercept
+            probs = softmax((self._mix * semantic + (1.0 - self._mix) * lexical) / self._temperature)
             sims = self._prototypes @ emb.astype(np.float64)
-            cx = float(np.clip(self._cx_coef @ x + self._cx_intercept, 0.0, 1.0))
+            cx_raw = self._cx_coef @ x + self._cx_lex_coef[idx] @ val + self._cx_intercept
+            cx = float(np.clip(cx_raw, 0.0, 1.0))
             out.append(Scores(
                 profile_scores={p: round(float(v), 6) for p, v in zip(self.profiles, probs, strict=True)},
                 complexity=round(cx, 6),

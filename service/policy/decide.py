@@ -1,6 +1,9 @@
 """Turn scores into a decision under a policy. Pure, so the tuner replays it exactly.
 
-Rule: among eligible tiers (the model has every tool the task needs and its input budget holds
+Rule: the profile is the classifier's top profile, unless its probability is under the policy's
+``unsure.threshold``: then the decision says so and routes by the more demanding of the two
+leading profiles (or the profile the policy names). Among eligible tiers (the model can drive
+every capability the task's tools need, and its input budget holds
 the task), take the cheapest whose success score clears the harness/profile threshold; if none
 clears it, the eligible tier with the best score (ties: the higher tier). With probability
 ``exploration[harness]``, pick uniformly among the other eligible tiers instead (by default only
@@ -23,9 +26,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from service.classify import TOOLS
+from service.classify import CAPABILITIES, PROFILES
 from service.classify.model import Scores
 from service.classify.success import tier_scores
+from service.classify.tools import vocabulary
 from service.errors import NoEligibleTier
 from service.policy.model import RoutingPolicy
 
@@ -56,21 +60,28 @@ class Decision:
     escalation_chain: tuple[str, ...]
     plan: TierPlan
     reasons: tuple[str, ...] = field(default_factory=tuple)
+    unsure: bool = False
 
 
 def context_tokens(policy: RoutingPolicy, scores: Scores, n_files: int) -> int:
     return scores.prompt_tokens + policy.tokens_per_file * n_files
 
 
+def _can_drive(policy: RoutingPolicy, tier: str) -> frozenset[str]:
+    caps = policy.tiers[tier].capabilities
+    return frozenset(caps.tools) if caps.tool_use else frozenset()
+
+
 def eligibility(policy: RoutingPolicy, tools: Sequence[str], needed_tokens: int) -> tuple[list[str], list[str]]:
     """Eligible tiers in ladder order, and one reason per excluded tier."""
+    needs, _ = vocabulary().resolve(tools)
     eligible: list[str] = []
     excluded: list[str] = []
     for name in policy.ladder:
         tier = policy.tiers[name]
-        missing = sorted(set(tools) - set(tier.capabilities.tools))
+        missing = sorted(needs - _can_drive(policy, name), key=CAPABILITIES.index)
         if missing:
-            excluded.append(f"{name} excluded: {tier.model} lacks tool(s) {', '.join(missing)}")
+            excluded.append(f"{name} excluded: {tier.model} lacks capability {', '.join(missing)}")
         elif needed_tokens > tier.max_input_tokens:
             excluded.append(f"{name} excluded: task needs ~{needed_tokens} input tokens, "
                             f"budget is {tier.max_input_tokens}")
@@ -81,25 +92,44 @@ def eligibility(policy: RoutingPolicy, tools: Sequence[str], needed_tokens: int)
 
 BoolMatrix = NDArray[np.bool_]
 IntArray = NDArray[np.int64]
-# Tool columns of ``tools_matrix``: the known tools, then one for any tool no tier can have.
-TOOL_COLUMNS: tuple[str, ...] = (*TOOLS, "<other>")
+FloatMatrix = NDArray[np.float64]
 
 
 def tools_matrix(tool_lists: Sequence[Sequence[str]]) -> BoolMatrix:
-    """[n, len(TOOL_COLUMNS)]: which tools each task needs (unknown tools in the last column)."""
-    out = np.zeros((len(tool_lists), len(TOOL_COLUMNS)), dtype=bool)
-    index = {t: i for i, t in enumerate(TOOLS)}
+    """[n, len(CAPABILITIES)]: which capabilities each task's tools need. A tool name the
+    vocabulary does not know needs nothing: it is reported, never a reason to refuse."""
+    out = np.zeros((len(tool_lists), len(CAPABILITIES)), dtype=bool)
+    vocab = vocabulary()
     for r, tools in enumerate(tool_lists):
-        for t in tools:
-            out[r, index.get(t, len(TOOLS))] = True
+        caps, _ = vocab.resolve(tools)
+        for c in caps:
+            out[r, CAPABILITIES.index(c)] = True
     return out
 
 
+def routed_profile_indices(profile_scores: FloatMatrix, policy: RoutingPolicy) -> tuple[IntArray, BoolMatrix]:
+    """[n] profile indices (``PROFILES`` order) the policy routes by, and [n] "unsure" flags.
+
+    The top profile, or, where its probability is under ``policy.unsure.threshold``, the more
+    demanding of the two leading profiles (``PROFILES`` runs from least to most demanding) or
+    the profile the policy names. Ties go to the earlier profile, as ``Scores.profile`` does."""
+    ps = np.asarray(profile_scores, dtype=np.float64)
+    top = np.argmax(ps, axis=1)
+    unsure: BoolMatrix = ps[np.arange(ps.shape[0]), top] < policy.unsure.threshold
+    if policy.unsure.route_as == "more_demanding":
+        masked = ps.copy()
+        masked[np.arange(ps.shape[0]), top] = -np.inf
+        alt = np.maximum(top, np.argmax(masked, axis=1))
+    else:
+        alt = np.full_like(top, PROFILES.index(policy.unsure.route_as))
+    out: IntArray = np.where(unsure, alt, top).astype(np.int64)
+    return out, unsure
+
+
 def eligible_matrix(policy: RoutingPolicy, needs: BoolMatrix, needed_tokens: NDArray[Any]) -> BoolMatrix:
-    """[n, T] in ladder order: the tier's model has every needed tool and its input budget holds
+    """[n, T] in ladder order: the tier's model can drive every needed capability and its input budget holds
     the task (``needed_tokens`` = prompt tokens + tokens_per_file · files)."""
-    has = np.array([[t in policy.tiers[name].capabilities.tools for t in TOOL_COLUMNS] for name in policy.ladder],
-                   dtype=bool)
+    has = np.array([[c in _can_drive(policy, name) for c in CAPABILITIES] for name in policy.ladder], dtype=bool)
     budget = np.array([policy.tiers[name].max_input_tokens for name in policy.ladder], dtype=np.int64)
     lacks = (np.asarray(needs, dtype=bool)[:, None, :] & ~has[None, :, :]).any(axis=2)
     over = np.asarray(needed_tokens, dtype=np.int64)[:, None] > budget[None, :]
@@ -189,13 +219,16 @@ def explore_matrix(policy: RoutingPolicy, eligible: BoolMatrix, greedy: NDArray[
 def decide(policy: RoutingPolicy, scores: Scores, *, tools: Sequence[str], n_files: int, harness: str,
            rng: random.Random | None) -> Decision:
     """The one decision function; ``rng=None`` disables exploration (replay, evaluation)."""
-    profile = scores.profile
+    ps = np.array([[scores.profile_scores[p] for p in PROFILES]], dtype=np.float64)
+    routed, unsure_flags = routed_profile_indices(ps, policy)
+    profile, unsure = PROFILES[int(routed[0])], bool(unsure_flags[0])
+    top = scores.profile
     needed = context_tokens(policy, scores, n_files)
     _, excluded = eligibility(policy, tools, needed)
     mask = eligible_matrix(policy, tools_matrix([tools]), np.array([needed], dtype=np.int64))
     eligible = [name for name, ok in zip(policy.ladder, mask[0], strict=True) if ok]
     if not eligible:
-        if any("lacks tool" in e for e in excluded):
+        if any("lacks capability" in e for e in excluded):
             field_name = "tools"
         else:  # too big: blame the files when the prompt alone would have fitted some tier
             fits_alone = any(scores.prompt_tokens <= policy.tiers[t].max_input_tokens for t in policy.ladder)
@@ -221,7 +254,14 @@ def decide(policy: RoutingPolicy, scores: Scores, *, tools: Sequence[str], n_fil
             tier, explored, propensity = rng.choice(others), True, rate / len(others)
     steps = escalation_chains(policy, np.array([policy.rank(tier)], dtype=np.int64), mask)[0]
     chain = tuple(policy.ladder[int(j)] for j in steps if j >= 0)
-    reasons = [f"profile {profile} (p={scores.profile_scores[profile]:.2f}), complexity {scores.complexity:.2f}"]
+    reasons = [f"profile {top} (p={scores.profile_scores[top]:.2f}), complexity {scores.complexity:.2f}"]
+    if unsure:
+        reasons.append(f"unsure: top profile p={scores.profile_scores[top]:.2f} < {policy.unsure.threshold:.2f}; "
+                       f"routing as {profile}")
+    _, unknown = vocabulary().resolve(tools)
+    if unknown:
+        reasons.append(f"unknown tools (no capability assumed): {', '.join(unknown[:8])}"
+                       + (f" and {len(unknown) - 8} more" if len(unknown) > 8 else ""))
     reasons += [f"{p} cues: {', '.join(words[:4])}" for p, words in scores.keywords.items()]
     reasons.append(why)
     reasons += excluded
@@ -230,5 +270,5 @@ def decide(policy: RoutingPolicy, scores: Scores, *, tools: Sequence[str], n_fil
     return Decision(
         policy_version=policy.version, harness=harness, profile=profile, tier=tier, greedy_tier=greedy,
         explored=explored, propensity=round(propensity, 6), tier_scores=ts, eligible=tuple(eligible),
-        escalation_chain=chain, plan=plan_for(policy, tier, profile), reasons=tuple(reasons),
+        escalation_chain=chain, plan=plan_for(policy, tier, profile), reasons=tuple(reasons), unsure=unsure,
     )

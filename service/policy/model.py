@@ -13,12 +13,10 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from service.classify import HARNESSES, PROFILES, TOOLS
+from service.classify import CAPABILITIES, HARNESSES, PROFILES, Capability, Harness, Profile
 from service.classify.success import SUCCESS_FEATURES, LinearSuccessModel
+from service.classify.tools import vocabulary
 from service.errors import PolicyInvalid
-
-Profile = Literal["mechanical", "local", "repository", "agentic"]
-Harness = Literal["local", "ci", "prod"]
 
 TEMPERATURE_RANGES: dict[str, tuple[float, float]] = {
     "mechanical": (0.0, 0.2),
@@ -43,15 +41,33 @@ class _Strict(BaseModel):
 class Capabilities(_Strict):
     tool_use: bool
     json_mode: bool
-    tools: list[str] = Field(default_factory=list)
+    # The tool capabilities this tier's model can drive. Policies written before the open tool
+    # vocabulary named tools (``read_file``, ``db_query``); those load as their capabilities.
+    tools: list[Capability] = Field(default_factory=list)
 
-    @field_validator("tools")
+    @field_validator("tools", mode="before")
     @classmethod
-    def _known_tools(cls, v: list[str]) -> list[str]:
-        unknown = sorted(set(v) - set(TOOLS))
-        if unknown:
-            raise ValueError(f"unknown tools {unknown}; known: {list(TOOLS)}")
-        return v
+    def _as_capabilities(cls, v: object) -> object:
+        if not isinstance(v, list):
+            return v
+        out: list[object] = []
+        for name in v:
+            if isinstance(name, str) and name not in CAPABILITIES:
+                caps, unknown = vocabulary().resolve([name])
+                if unknown:
+                    raise ValueError(f"unknown capability or tool {name!r}; capabilities: {list(CAPABILITIES)}")
+                out += [c for c in CAPABILITIES if c in caps]
+            else:
+                out.append(name)
+        return list(dict.fromkeys(out))
+
+
+class Unsure(_Strict):
+    """When the classifier's top profile probability is below ``threshold``, the decision says so
+    and routes as ``route_as``: the more demanding of the two leading profiles, or a named one."""
+
+    threshold: float = Field(0.5, ge=0.0, le=1.0)
+    route_as: Literal["more_demanding"] | Profile = "more_demanding"
 
 
 class Tier(_Strict):
@@ -143,6 +159,7 @@ class RoutingPolicy(_Strict):
     # a time, so neighbours are the counterfactuals the tuner needs; "any" spreads the same budget
     # over tiers no candidate would pick (small for agentic work, say).
     explore: Literal["adjacent", "any"] = "adjacent"
+    unsure: Unsure = Unsure()
     # Tokens of context one in-scope file is assumed to need, for the context-window check.
     tokens_per_file: int = Field(300, ge=0)
 
