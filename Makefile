@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 export MLFLOW_DISABLE_TELEMETRY := true
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install serve test lint classifier eval retune bench bench-quick bench-route bench-ingest bench-retune demo notebook notebook-report clean
+.PHONY: install serve test lint classifier eval retune bench bench-classifier bench-quick bench-route bench-ingest bench-retune demo notebook notebook-report clean
 
 install: $(STAMP)
 
@@ -30,8 +30,9 @@ lint: install
 	$(BIN)/mypy service tuner
 
 classifier: install
-	TIERWISE_EMBEDDER=minilm $(BIN)/tierwise train --seed 0 --eval
-	TIERWISE_EMBEDDER=minilm-int8 $(BIN)/tierwise train --seed 0 --eval
+	TIERWISE_EMBEDDER=minilm-int8 $(BIN)/tierwise train --seed 0
+	TIERWISE_EMBEDDER=minilm $(BIN)/tierwise train --seed 0
+	$(BIN)/tierwise eval
 
 eval: install
 	$(BIN)/tierwise eval
@@ -42,6 +43,10 @@ retune: install
 bench: install
 	$(BIN)/tierwise bench swebench
 	$(BIN)/tierwise bench synthetic --seeds 3 --scenario drift_model_swap,small_degrades,medium_degrades,medium_upgrade
+
+bench-classifier: install
+	$(BIN)/pip install --quiet -e '.[dev,peer]'
+	$(BIN)/python -m bench.classifier_compare
 
 bench-quick: install
 	$(BIN)/tierwise bench all --quick
