@@ -15,8 +15,8 @@ from conftest import MECHANICAL
 from service.classify.features import structural_features
 from service.classify.model import Scores
 from service.classify.task import Task
-from service.errors import NoEligibleTier
-from service.policy.decide import decide
+from service.errors import NoEligibleTier, PolicyInvalid
+from service.policy.decide import decide, routed_profiles
 from service.policy.model import RoutingPolicy, parse_policy
 
 
@@ -256,3 +256,72 @@ def test_service_routing_is_reproducible_under_a_seed(make_settings: Callable[..
 
     assert run(1) == run(1)
     assert run(1) != run(2)
+
+
+# --- unsure: the policy, not the classifier, decides what a close call routes as ----------------
+
+def close_call(top: str, second: str, p_top: float, p_second: float) -> Scores:
+    rest = [q for q in ("mechanical", "local", "repository", "agentic") if q not in (top, second)]
+    left = (1.0 - p_top - p_second) / 2
+    return Scores(profile_scores={top: p_top, second: p_second, **{q: left for q in rest}}, complexity=0.3,
+                  features=structural_features(Task(prompt="fix it")), prototype_similarity={}, keywords={},
+                  prompt_tokens=10)
+
+
+def test_a_sure_top_profile_routes_as_itself(policy: RoutingPolicy) -> None:
+    d = decide(policy, close_call("local", "agentic", 0.79, 0.2), tools=(), n_files=1, harness="ci", rng=None)
+    assert (d.profile, d.unsure) == ("local", False)
+    assert not any(r.startswith("unsure") for r in d.reasons)
+
+
+def test_an_unsure_call_routes_as_the_more_demanding_of_the_two_leaders(policy: RoutingPolicy) -> None:
+    assert policy.unsure.threshold == 0.5 and policy.unsure.route_as == "more_demanding"
+    d = decide(policy, close_call("local", "repository", 0.45, 0.4), tools=(), n_files=1, harness="ci", rng=None)
+    assert (d.profile, d.unsure) == ("repository", True)
+    sure = decide(policy, close_call("local", "repository", 0.55, 0.4), tools=(), n_files=1, harness="ci", rng=None)
+    assert d.tier_scores["small"] < sure.tier_scores["small"]  # read as repository: less likely to succeed small
+    assert d.plan.temperature == policy.temperature["repository"]
+    assert d.plan.output_schema["name"] == policy.output_schemas["repository"].name
+    assert d.reasons[0].startswith("profile local (p=0.45)")
+    assert "unsure: top profile p=0.45 < 0.50; routing as repository" in d.reasons
+    # The more demanding one leads: it stays.
+    d = decide(policy, close_call("agentic", "mechanical", 0.45, 0.4), tools=(), n_files=1, harness="ci", rng=None)
+    assert (d.profile, d.unsure) == ("agentic", True)
+
+
+def test_an_unsure_call_can_route_as_a_named_profile(policy_dict: dict[str, Any]) -> None:
+    policy_dict["unsure"] = {"threshold": 0.6, "route_as": "agentic"}
+    policy = parse_policy(policy_dict)
+    d = decide(policy, close_call("agentic", "mechanical", 0.55, 0.4), tools=(), n_files=0, harness="ci", rng=None)
+    assert (d.profile, d.unsure) == ("agentic", True)
+    d = decide(policy, close_call("mechanical", "local", 0.55, 0.4), tools=(), n_files=0, harness="ci", rng=None)
+    assert (d.profile, d.unsure) == ("agentic", True)
+    # The tier scores read agentic as leading with 0.55 (mechanical keeps agentic's 0.025): small
+    # 0.40 and medium 0.66 against agentic's threshold 0.60, so medium, where the classifier's own
+    # reading (mechanical first) would have sent it to small.
+    assert d.tier_scores["small"] == pytest.approx(0.55 * 0.15 + 0.4 * 0.7 + 0.025 * 0.93 + 0.025 * 0.4, abs=1e-6)
+    assert d.tier == "medium"
+
+
+def test_routed_profiles_vectorised_match_the_rule(policy_dict: dict[str, Any]) -> None:
+    policy = parse_policy(policy_dict)
+    ps = np.array([[0.9, 0.05, 0.03, 0.02],   # sure: mechanical
+                   [0.4, 0.45, 0.1, 0.05],    # unsure, local vs mechanical: local is more demanding
+                   [0.3, 0.0, 0.3, 0.4],      # unsure, agentic leads: stays
+                   [0.25, 0.25, 0.25, 0.25]])  # a four-way tie: top is mechanical (first), second local
+    swapped, idx, unsure = routed_profiles(ps, policy)
+    assert idx.tolist() == [0, 1, 3, 1]
+    assert unsure.tolist() == [False, True, True, True]
+    # Unsure rows read as the routed profile leading: its probability and the top one's swap.
+    assert swapped.tolist() == [[0.9, 0.05, 0.03, 0.02], [0.4, 0.45, 0.1, 0.05], [0.3, 0.0, 0.3, 0.4],
+                                [0.25, 0.25, 0.25, 0.25]]
+
+
+@pytest.mark.parametrize(("unsure", "field"), [
+    ({"threshold": 1.5}, "unsure.threshold"), ({"route_as": "frontier"}, "unsure.route_as"),
+])
+def test_a_bad_unsure_rule_names_its_field(policy_dict: dict[str, Any], unsure: dict[str, Any], field: str) -> None:
+    policy_dict["unsure"] = unsure
+    with pytest.raises(PolicyInvalid) as exc:
+        parse_policy(policy_dict)
+    assert exc.value.field.startswith(field)

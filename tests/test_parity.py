@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import RESTRICTED_CAPABILITIES
 
 from service.classify.embed import HashingEmbedder
 from service.classify.model import ProfileClassifier
@@ -34,7 +35,10 @@ DATA = Path(__file__).resolve().parent.parent / "data"
 
 def _policies(default: dict[str, Any]) -> list[RoutingPolicy]:
     rng = np.random.default_rng(3)
-    explore = dict(default, exploration={"local": 0.2, "ci": 0.3, "prod": 0.1})
+    # Tiers that differ in capabilities, so tool names exclude tiers in some rows.
+    tiers = {name: dict(t, capabilities=dict(t["capabilities"], tools=RESTRICTED_CAPABILITIES[name]))
+             for name, t in default["tiers"].items()}
+    explore = dict(default, tiers=tiers, exploration={"local": 0.2, "ci": 0.3, "prod": 0.1})
     learned = dict(explore, success_model={
         "feature_names": list(SUCCESS_FEATURES), "mean": [0.2] * 4 + [0.5, 5.0, 1.0, 2.0, 0.5, 2.0],
         "scale": [0.3] * 4 + [0.25, 1.5, 0.8, 1.5, 0.6, 1.2],
@@ -44,7 +48,10 @@ def _policies(default: dict[str, Any]) -> list[RoutingPolicy]:
                              for h in ("local", "ci", "prod")}
     # An escalation ladder that skips a rung, so chains differ from the plain ladder.
     skipping = dict(explore, escalation={"max_steps": 2, "ladder": ["small", "frontier"], "scripts": {}})
-    return [parse_policy(p, version=str(i + 1)) for i, p in enumerate((explore, learned, skipping))]
+    # Unsure below 0.9 (most rows here), routed as the more demanding or as a named profile.
+    unsure = dict(learned, unsure={"threshold": 0.9, "route_as": "more_demanding"})
+    named = dict(explore, unsure={"threshold": 0.8, "route_as": "repository"})
+    return [parse_policy(p, version=str(i + 1)) for i, p in enumerate((explore, learned, skipping, unsure, named))]
 
 
 def _tasks(n: int) -> list[tuple[Task, str]]:
@@ -55,6 +62,9 @@ def _tasks(n: int) -> list[tuple[Task, str]]:
     out = []
     for i in range(n):
         row = dict(rows[i % len(rows)])
+        if i % 3 == 0:  # other harnesses' names for the same capabilities
+            row["tools"] = rng.choice([["Bash", "Read", "Edit"], ["execute_bash", "str_replace_editor", "browser"],
+                                       ["query_db"], ["mcp__x__y"]])
         if i % 5 == 0:  # some tasks whose context only the big tiers hold, or that need a rare tool
             row["files"] = [f"src/m{k}.py" for k in range(rng.randint(200, 480))]
         if i % 7 == 0:
@@ -91,6 +101,7 @@ def test_vectorised_replay_reproduces_logged_tiers(logged: tuple[Path, list[Rout
     data, total = load_logged(home)
     assert len(data) == total > 1500
     assert data.explored.sum() > 100  # exploration really happened
+    assert {p.version for p in policies} == set(data.policy_version)
     for policy in policies:
         rows = data.subset(data.policy_version == policy.version)
         idx, chain = replay_greedy(policy, rows)

@@ -24,7 +24,8 @@ from service.policy.decide import (
     eligible_matrix,
     escalation_chains,
     greedy_indices,
-    routed_profile_indices,
+    routed_profiles,
+    routed_success_features,
 )
 from service.policy.model import RoutingPolicy
 from service.routing import scores_from_row
@@ -75,7 +76,7 @@ def replay_base(policy: RoutingPolicy, data: LoggedData) -> ReplayBase:
     needed = data.prompt_tokens + policy.tokens_per_file * data.n_files
     eligible = eligible_matrix(policy, data.needs, needed)
     model = policy.success_model.to_model() if policy.success_model else None
-    scores = tier_score_matrix(data.x, policy.ladder, policy.success_priors, model)
+    scores = tier_score_matrix(routed_success_features(data.x, policy), policy.ladder, policy.success_priors, model)
     return ReplayBase(tuple(policy.ladder), eligible, scores)
 
 
@@ -86,8 +87,8 @@ def threshold_table(policy: RoutingPolicy) -> FloatMatrix:
 
 def row_thresholds(policy: RoutingPolicy, data: LoggedData) -> FloatMatrix:
     """Each row's threshold under ``policy``: its harness, and the profile the policy routes it by
-    (``routed_profile_indices``, so a candidate's ``unsure`` rule is replayed too)."""
-    routed, _ = routed_profile_indices(data.x[:, :len(PROFILES)], policy)
+    (``routed_profiles``, so a candidate's ``unsure`` rule is replayed too)."""
+    _, routed, _ = routed_profiles(data.x[:, :len(PROFILES)], policy)
     out: FloatMatrix = threshold_table(policy)[data.harness_idx, routed]
     return out
 

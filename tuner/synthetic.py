@@ -23,7 +23,7 @@ from service.policy.decide import (
     explore_matrix,
     greedy_indices,
     greedy_propensities,
-    routed_profile_indices,
+    routed_profiles,
     tools_matrix,
 )
 from service.policy.model import RoutingPolicy
@@ -91,7 +91,7 @@ def synthetic_batches(policy: RoutingPolicy, n: int, *, seed: int = 0, truth: Tr
         alpha[np.arange(m), true_p] = 6.0
         ps = np.round(rng.gamma(alpha), 12)
         ps = np.round(ps / ps.sum(axis=1, keepdims=True), 6)
-        profile_idx = routed_profile_indices(ps, policy)[0]
+        ps_routed, profile_idx, _ = routed_profiles(ps, policy)
         complexity = np.round(np.clip(rng.beta(2, 2, m) * 0.6 + 0.1 * true_p + rng.normal(0, 0.05, m), 0, 1), 6)
         prompt_tokens = np.maximum(5, rng.lognormal(5.5 + 0.4 * true_p, 0.8)).astype(np.int64)
         n_files = rng.poisson(1 + 3 * true_p)
@@ -107,7 +107,8 @@ def synthetic_batches(policy: RoutingPolicy, n: int, *, seed: int = 0, truth: Tr
         needed = prompt_tokens + policy.tokens_per_file * n_files
         eligible = eligible_matrix(policy, tool_needs[tool_idx], needed)
         keep = eligible.any(axis=1)
-        scores = tier_score_matrix(x, ladder, policy.success_priors, model)
+        scores = tier_score_matrix(np.column_stack([ps_routed, complexity, feats]), ladder, policy.success_priors,
+                                   model)
         greedy = greedy_indices(scores, eligible, thr_table[harness_idx, profile_idx])
         # Exploration exactly as decide(): with prob. rate, uniform over explore_matrix's tiers.
         rate = rates[harness_idx]

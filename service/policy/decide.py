@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -107,23 +107,38 @@ def tools_matrix(tool_lists: Sequence[Sequence[str]]) -> BoolMatrix:
     return out
 
 
-def routed_profile_indices(profile_scores: FloatMatrix, policy: RoutingPolicy) -> tuple[IntArray, BoolMatrix]:
-    """[n] profile indices (``PROFILES`` order) the policy routes by, and [n] "unsure" flags.
+def routed_profiles(profile_scores: FloatMatrix, policy: RoutingPolicy) -> tuple[FloatMatrix, IntArray, BoolMatrix]:
+    """The profile scores the policy routes by [n, P], the routed profile index [n] (``PROFILES``
+    order) and the "unsure" flags [n].
 
-    The top profile, or, where its probability is under ``policy.unsure.threshold``, the more
-    demanding of the two leading profiles (``PROFILES`` runs from least to most demanding) or
-    the profile the policy names. Ties go to the earlier profile, as ``Scores.profile`` does."""
+    The routed profile is the top one, or, where its probability is under
+    ``policy.unsure.threshold``, the more demanding of the two leading profiles (``PROFILES`` runs
+    from least to most demanding) or the profile the policy names. On an unsure row the top and
+    the routed profile swap probabilities, so the tier scores, the threshold, the temperature and
+    the schema all read the task as the routed profile leading. Ties go to the earlier profile,
+    as ``Scores.profile`` does."""
     ps = np.asarray(profile_scores, dtype=np.float64)
+    rows = np.arange(ps.shape[0])
     top = np.argmax(ps, axis=1)
-    unsure: BoolMatrix = ps[np.arange(ps.shape[0]), top] < policy.unsure.threshold
+    unsure: BoolMatrix = ps[rows, top] < policy.unsure.threshold
     if policy.unsure.route_as == "more_demanding":
         masked = ps.copy()
-        masked[np.arange(ps.shape[0]), top] = -np.inf
+        masked[rows, top] = -np.inf
         alt = np.maximum(top, np.argmax(masked, axis=1))
     else:
         alt = np.full_like(top, PROFILES.index(policy.unsure.route_as))
-    out: IntArray = np.where(unsure, alt, top).astype(np.int64)
-    return out, unsure
+    routed: IntArray = np.where(unsure, alt, top).astype(np.int64)
+    swapped: FloatMatrix = ps.copy()
+    swapped[rows, routed] = ps[rows, top]
+    swapped[rows, top] = ps[rows, routed]
+    return swapped, routed, unsure
+
+
+def routed_success_features(x: FloatMatrix, policy: RoutingPolicy) -> FloatMatrix:
+    """``SUCCESS_FEATURES`` rows [n, F] with their profile columns as the policy routes by them."""
+    out: FloatMatrix = np.array(x, dtype=np.float64, copy=True)
+    out[:, :len(PROFILES)] = routed_profiles(out[:, :len(PROFILES)], policy)[0]
+    return out
 
 
 def eligible_matrix(policy: RoutingPolicy, needs: BoolMatrix, needed_tokens: NDArray[Any]) -> BoolMatrix:
@@ -220,7 +235,7 @@ def decide(policy: RoutingPolicy, scores: Scores, *, tools: Sequence[str], n_fil
            rng: random.Random | None) -> Decision:
     """The one decision function; ``rng=None`` disables exploration (replay, evaluation)."""
     ps = np.array([[scores.profile_scores[p] for p in PROFILES]], dtype=np.float64)
-    routed, unsure_flags = routed_profile_indices(ps, policy)
+    as_routed, routed, unsure_flags = routed_profiles(ps, policy)
     profile, unsure = PROFILES[int(routed[0])], bool(unsure_flags[0])
     top = scores.profile
     needed = context_tokens(policy, scores, n_files)
@@ -234,7 +249,8 @@ def decide(policy: RoutingPolicy, scores: Scores, *, tools: Sequence[str], n_fil
             fits_alone = any(scores.prompt_tokens <= policy.tiers[t].max_input_tokens for t in policy.ladder)
             field_name = "files" if n_files > 0 and fits_alone else "prompt"
         raise NoEligibleTier("no tier can take this task: " + "; ".join(excluded), field=field_name)
-    every = tier_scores(scores, policy.ladder, policy.success_priors,
+    routed_scores = replace(scores, profile_scores={p: float(v) for p, v in zip(PROFILES, as_routed[0], strict=True)})
+    every = tier_scores(routed_scores, policy.ladder, policy.success_priors,
                         policy.success_model.to_model() if policy.success_model else None)
     ts = {name: every[name] for name in eligible}
     threshold = policy.thresholds[harness][profile]  # type: ignore[index]
