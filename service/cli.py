@@ -123,7 +123,7 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     out.write_text(json.dumps(artifact, separators=(",", ":")) + "\n")
     info = artifact["trained_on"]
     print(f"trained on {len(rows)} rows from {len(info['writers'])} writers with seed {args.seed} "
-          f"(C {info['C']}, temperature {artifact['temperature']}); wrote {out}")
+          f"(expert mix {artifact['mix']}, temperature {artifact['temperature']}); wrote {out}")
     print("evaluate it on tasks it never saw: tierwise eval")
     return 0
 

@@ -160,3 +160,19 @@ def test_usage_error_exits_2(in_env: dict[str, str], capsys: pytest.CaptureFixtu
         main(["route"])
     assert info.value.code == 2
     assert "usage:" in capsys.readouterr().err
+
+
+def test_train_writes_an_artefact_the_service_loads(in_env: dict[str, str], tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from service.classify.embed import HashingEmbedder
+    from service.classify.model import ProfileClassifier
+    from service.classify.task import Task
+
+    out = tmp_path / "clf.json"
+    assert main(["train", "--seed", "1", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("trained on ") and str(out) in printed
+    clf = ProfileClassifier.load(out, HashingEmbedder())
+    assert clf.artifact["trained_on"]["seed"] == 1
+    assert sum(clf.score(Task(prompt="rename foo to bar everywhere")).profile_scores.values()) == pytest.approx(1.0,
+                                                                                                              abs=1e-5)

@@ -275,15 +275,15 @@ def test_a_sure_top_profile_routes_as_itself(policy: RoutingPolicy) -> None:
 
 
 def test_an_unsure_call_routes_as_the_more_demanding_of_the_two_leaders(policy: RoutingPolicy) -> None:
-    assert policy.unsure.threshold == 0.5 and policy.unsure.route_as == "more_demanding"
+    assert policy.unsure.threshold == 0.6 and policy.unsure.route_as == "more_demanding"
     d = decide(policy, close_call("local", "repository", 0.45, 0.4), tools=(), n_files=1, harness="ci", rng=None)
     assert (d.profile, d.unsure) == ("repository", True)
-    sure = decide(policy, close_call("local", "repository", 0.55, 0.4), tools=(), n_files=1, harness="ci", rng=None)
+    sure = decide(policy, close_call("local", "repository", 0.65, 0.3), tools=(), n_files=1, harness="ci", rng=None)
     assert d.tier_scores["small"] < sure.tier_scores["small"]  # read as repository: less likely to succeed small
     assert d.plan.temperature == policy.temperature["repository"]
     assert d.plan.output_schema["name"] == policy.output_schemas["repository"].name
     assert d.reasons[0].startswith("profile local (p=0.45)")
-    assert "unsure: top profile p=0.45 < 0.50; routing as repository" in d.reasons
+    assert "unsure: top profile p=0.45 < 0.60; routing as repository" in d.reasons
     # The more demanding one leads: it stays.
     d = decide(policy, close_call("agentic", "mechanical", 0.45, 0.4), tools=(), n_files=1, harness="ci", rng=None)
     assert (d.profile, d.unsure) == ("agentic", True)
