@@ -19,11 +19,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from bench.swebench_data import DataUnavailable
 from service.classify.evaluate import EvalReport, binary_auc, evaluate, text_and_files
 from service.classify.model import ProfileClassifier
 from service.classify.task import Task
 from service.classify.train import load_corpus
-from service.errors import DataUnavailable
 from service.paths import corpus_dir, data_dir
 
 SWE_HARD = ("1-4 hours", ">4 hours")
@@ -76,11 +76,11 @@ def run(classifier: ProfileClassifier, real_dir: Path | None = None) -> tuple[di
 
 
 def reliability_plot(classifier: ProfileClassifier, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
+
+    from bench.plots import pyplot
+
+    plt = pyplot()
 
     tasks, labels, _ = load_ood()
     fig, ax = plt.subplots(figsize=(5.5, 5))

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import matplotlib
+if TYPE_CHECKING:
+    from types import ModuleType
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
+
+def pyplot() -> ModuleType:
+    """pyplot on the Agg backend (files only), chosen when a plot is drawn, not at import."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def _finite(x: float) -> bool:
@@ -22,6 +30,7 @@ def cost_vs_resolution(doc: dict[str, Any], path: Path, detector: str | None = N
         return None
     det = detector or doc["config"]["default_detector"]
     rows = doc["results"][det]
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8.5, 5.5))
     for name, r in rows.items():
         x, y = r["cost_per_10k"]["mean"], r["resolution_rate"]["mean"] * 100
@@ -61,6 +70,7 @@ def weekly_curves(doc: dict[str, Any], path: Path) -> Path | None:
               ("cost_per_resolved_vs_oracle", "cost per resolved / reference's\n(recovery yardstick)"),
               ("resolution_rate", "resolution rate"),
               ("token_efficiency_ratio", "token efficiency vs monolithic frontier"))
+    plt = pyplot()
     fig, axes = plt.subplots(2, 2, figsize=(11, 7), sharex=True)
     for ax, (key, label) in zip(axes.flat, panels, strict=True):
         for name, series in weekly.items():
@@ -97,6 +107,7 @@ def route_under_load(doc: dict[str, Any], path: Path) -> Path | None:
         runs.append((f"control: {c['offered_rows_s']:.0f}/s GET /healthz", c))
     if not runs:
         return None
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8.5, 4.8))
     width = 0.2
     for i, (_label, m) in enumerate(runs):

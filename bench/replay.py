@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 import traceback
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -206,10 +206,6 @@ def publish_and_promote(settings: Any, policy_json: str, description: str,
     reg.client.set_terminated(run.info.run_id)
     reg.promote(version)
     return version
-
-
-def traces_tokens(traces: Sequence[Trace]) -> int:
-    return sum(t.input_tokens + t.output_tokens for t in traces)
 
 
 # --- one retune through the tuner, then hot reload -------------------------------------------------------

@@ -57,9 +57,8 @@ from bench.replay import (
     settings_kwargs,
     wait_for_policy,
 )
-from bench.swebench_data import SwebenchData, folds, load_swebench
+from bench.swebench_data import DataUnavailable, SwebenchData, folds, load_swebench
 from service.client import TierwiseClient
-from service.errors import DataUnavailable  # what bench.swebench_data raises
 from service.policy.model import parse_policy
 
 DETECTORS: tuple[tuple[float, float], ...] = ((0.9, 0.05), (1.0, 0.0), (0.8, 0.1))

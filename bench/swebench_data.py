@@ -18,9 +18,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from service.errors import DataUnavailable
+from service.errors import TierwiseError
 
 ENV_VAR = "TIERWISE_REAL_DATA"
+
+
+class DataUnavailable(TierwiseError):
+    """A benchmark's data set is not on this machine; benchmarks skip with this message. A
+    benchmark concern, so it lives here and not among the service's domain errors."""
+
+    code = "data_unavailable"
+
 TASKS_FILE = "swebench_verified_tasks.jsonl"
 RUNS_FILE = "mini_swe_agent_per_instance.csv"
 MODELS_FILE = "models.csv"

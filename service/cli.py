@@ -216,15 +216,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _extensions(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Subcommands that live in the tuner and bench packages, registered only if importable."""
-    import importlib
+    """Subcommands that live in the tuner and bench packages. Imported directly: a broken module
+    is an error at start, not a subcommand that silently goes missing."""
+    from bench.cli import register as register_bench
+    from tuner.cli import register as register_tuner
 
-    for module in ("tuner.cli", "bench.cli"):
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError:
-            continue
-        mod.register(sub)
+    register_tuner(sub)
+    register_bench(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -65,8 +65,3 @@ class RegistryUnavailable(TierwiseError):
 class RetuneFailed(TierwiseError):
     code = "retune_failed"
 
-
-class DataUnavailable(TierwiseError):
-    """A benchmark's data set is not on this machine; benchmarks skip with this message."""
-
-    code = "data_unavailable"

@@ -286,3 +286,28 @@ def test_registry_mode_serves_the_bootstrap_champion(make_client: Callable[..., 
     out = client.post("/v1/outcomes", json={"decision_id": d["decision_id"], "attempt": 0, "tier": d["tier"],
                                             "resolved": True, "cost_usd": 0.001}).json()
     assert out["next"] == {"action": "done"}
+
+
+@pytest.mark.parametrize(("error", "status"), [
+    ("RegistryUnavailable", 503), ("ConfigError", 503), ("ArtifactMissing", 503), ("RetuneFailed", 500),
+    ("InvalidInput", 422),
+])
+def test_domain_errors_map_to_their_status_once_at_the_edge(client: Any, monkeypatch: pytest.MonkeyPatch,
+                                                             error: str, status: int) -> None:
+    from service import errors
+
+    def fail(*_: Any, **__: Any) -> None:
+        raise getattr(errors, error)("the thing is down", field="registry")
+
+    monkeypatch.setattr(client.app.state.parts.router, "route", fail)
+    err = _error(client.post("/v1/route", json={"prompt": "x"}), status)
+    assert err["message"] == "the thing is down"
+
+
+def test_an_unexpected_fault_is_a_500_without_a_traceback(client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(*_: Any, **__: Any) -> None:
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(client.app.state.parts.router, "route", fail)
+    err = _error(client.post("/v1/route", json={"prompt": "x"}), 500)
+    assert err["code"] == "internal" and "secret" not in err["message"]

@@ -190,20 +190,20 @@ class RegistryLike(Protocol):
 
 
 def open_registry(home: Path) -> RegistryLike | None:
-    """The MLflow policy registry of ``home``, or None when there is none (never creates one)."""
+    """The MLflow policy registry of ``home``, or None when there is none (never creates one).
+
+    A registry that is there but cannot be read is an error, not None: a notebook that silently
+    drops the promotions would misread every KPI by version."""
     from service.settings import load_settings
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no tqdm widgets in the notebook
     settings = load_settings(home=home)
     if not settings.registry_uri and not (home / "mlflow" / "mlflow.db").exists():
         return None
-    try:
-        from service.policy.registry import make_registry
+    from service.policy.registry import make_registry
 
-        reg = make_registry(settings)
-        return reg if reg.versions() else None
-    except Exception:
-        return None
+    reg = make_registry(settings)
+    return reg if reg.versions() else None
 
 
 def promotions(registry: RegistryLike | None, decisions: pd.DataFrame) -> pd.DataFrame:

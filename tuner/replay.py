@@ -7,7 +7,7 @@ judged by what ``service.policy.decide`` would do, not by a re-implementation of
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,13 +55,6 @@ def replay_chain(policy: RoutingPolicy, row: dict[str, Any]) -> tuple[str | None
         return None, ()
     return d.greedy_tier, d.escalation_chain
 
-
-def replay_tiers(policy: RoutingPolicy, rows: Iterable[dict[str, Any]]) -> list[str | None]:
-    return [replay_tier(policy, r) for r in rows]
-
-
-# --- Vectorised replay over a whole log -------------------------------------------------------
-# The same functions ``decide`` calls for its one row, applied to every logged row at once.
 
 @dataclass(frozen=True)
 class ReplayBase:

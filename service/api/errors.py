@@ -13,6 +13,7 @@ from service import errors as e
 
 log = logging.getLogger(__name__)
 
+# A domain error not listed here is a fault of the server, not of the request: 500.
 STATUS: dict[type[e.TierwiseError], int] = {
     e.InvalidInput: 422,
     e.NoEligibleTier: 422,
@@ -21,6 +22,10 @@ STATUS: dict[type[e.TierwiseError], int] = {
     e.PolicyNotFound: 404,
     e.OutcomeConflict: 409,
     e.PolicyInvalid: 422,
+    # A dependency the request needs is missing or unreachable: retrying later may work.
+    e.RegistryUnavailable: 503,
+    e.ConfigError: 503,
+    e.ArtifactMissing: 503,
 }
 
 
@@ -38,7 +43,9 @@ def _field(loc: tuple[int | str, ...]) -> str | None:
 def install(app: FastAPI) -> None:
     @app.exception_handler(e.TierwiseError)
     async def domain(_: Request, exc: e.TierwiseError) -> JSONResponse:
-        status = next((s for cls, s in STATUS.items() if isinstance(exc, cls)), 400)
+        status = next((s for cls, s in STATUS.items() if isinstance(exc, cls)), 500)
+        if status >= 500:
+            log.error("%s: %s", exc.code, exc.message)
         return JSONResponse(error_body(exc.code, exc.message, exc.field), status_code=status)
 
     @app.exception_handler(RequestValidationError)

@@ -32,18 +32,6 @@ SUCCESS_FEATURES: tuple[str, ...] = (
 FloatMatrix = NDArray[np.float64]
 # Scores are rounded to this many decimals, so a logged score replays exactly.
 SCORE_DECIMALS = 6
-_FEATURE_KEYS: tuple[str, ...] = SUCCESS_FEATURES[len(PROFILES) + 1:]
-
-
-def success_feature_matrix(profile_scores: FloatMatrix, complexity: NDArray[np.float64],
-                           features: Mapping[str, NDArray[np.float64]]) -> FloatMatrix:
-    """``SUCCESS_FEATURES`` for many rows: profile probabilities [n, P] (columns in ``PROFILES``
-    order), complexity [n] and one array per structural feature; returns [n, F]."""
-    ps = np.asarray(profile_scores, dtype=np.float64)
-    cols = [ps[:, i] for i in range(len(PROFILES))]
-    cols.append(np.asarray(complexity, dtype=np.float64))
-    cols += [np.asarray(features[k], dtype=np.float64) for k in _FEATURE_KEYS]
-    return np.column_stack(cols) if cols[0].shape[0] else np.zeros((0, len(SUCCESS_FEATURES)))
 
 
 def success_features(scores: Scores) -> list[float]:
@@ -91,12 +79,6 @@ def prior_score_matrix(profile_scores: FloatMatrix, priors: Mapping[Any, Mapping
     for i, p in enumerate(PROFILES):  # accumulate in profile order, as a scalar sum would
         out = out + ps[:, i:i + 1] * np.array([priors[p][t] for t in tiers], dtype=np.float64)
     return out
-
-
-def prior_scores(profile_scores: Mapping[str, float], priors: Mapping[Any, Mapping[str, float]],
-                 tiers: Sequence[str]) -> dict[str, float]:
-    row = prior_score_matrix(np.array([[profile_scores[p] for p in PROFILES]]), priors, tiers)[0]
-    return {t: float(v) for t, v in zip(tiers, row, strict=True)}
 
 
 def tier_score_matrix(x: FloatMatrix, tiers: Sequence[str], priors: Mapping[Any, Mapping[str, float]],
