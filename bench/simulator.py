@@ -21,12 +21,12 @@ from typing import Any
 
 import numpy as np
 
-PROFILES = ("mechanical", "local", "repository", "agentic")
+from service.classify import PROFILES, FailureKind
+
 # Cheapest to biggest: a human override escalates one step along this order.
 TIERS = ("small", "medium", "frontier")
 # Failed attempts mostly fail tests; infrastructure trouble is less common, refusals are rare.
-FAILURE_KINDS = ("tests_failed", "timeout", "error", "refused")
-FAILURE_WEIGHTS = (0.75, 0.11, 0.10, 0.04)
+FAILURE_WEIGHTS: dict[FailureKind, float] = {"tests_failed": 0.75, "timeout": 0.11, "error": 0.10, "refused": 0.04}
 # Latent difficulty at or above this counts as "complex" for analysis. We use the latent variable, not
 # the corpus' complexity label, because difficulty is what actually lowers success in the simulator.
 COMPLEX_DIFFICULTY = 0.6
@@ -263,7 +263,8 @@ class Simulator:
         for profile in sorted({p for m in mixes for p, w in m.items() if w > 0}):
             _check(bool(rows[profile]), f"corpus.{profile}", "no corpus rows for a profile the mix uses")
         self._rows = rows
-        self._complexity = {p: np.array([float(r.get("complexity", 3)) for r in rows[p]]) for p in PROFILES}
+        self._complexity: dict[str, np.ndarray] = {p: np.array([float(r.get("complexity", 3)) for r in rows[p]])
+                                                  for p in PROFILES}
 
     def tiers_at(self, week: int) -> dict[str, TierTruth]:
         """The tiers' truth in a given week, after every swap event up to and including that week."""
@@ -350,7 +351,8 @@ class Simulator:
         u_success = float(_rng(sc.seed, "success", task.task_id, attempt_no).random())
         rng = _rng(sc.seed, "attempt", task.task_id, tier, attempt_no)
         u_schema, u_override = rng.random(2)
-        kind = FAILURE_KINDS[int(rng.choice(len(FAILURE_KINDS), p=FAILURE_WEIGHTS))]
+        kinds = list(FAILURE_WEIGHTS)
+        kind = kinds[int(rng.choice(len(kinds), p=list(FAILURE_WEIGHTS.values())))]
         bad_output = _INVALID_OUTPUTS[int(rng.integers(len(_INVALID_OUTPUTS)))]
         noise = rng.lognormal(-_NOISE_SIGMA**2 / 2, _NOISE_SIGMA, size=3)
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import httpx
+
+from service.classify import NextAction
 
 
 class ClientError(Exception):
@@ -38,7 +40,7 @@ class RouteDecision:
 class NextStep:
     """What to do after an attempt: ``done``, ``escalate`` (to ``tier``), ``human`` or ``script``."""
 
-    action: Literal["done", "escalate", "human", "script"]
+    action: NextAction
     attempt: int | None
     tier: str | None
     model: str | None

@@ -29,8 +29,6 @@ from service.policy.holder import PolicyHolder
 from service.policy.model import RoutingPolicy
 from service.telemetry.journal import Journal
 
-FAILURE_KINDS = ("tests_failed", "schema_invalid", "timeout", "refused", "error")
-
 
 @dataclass(frozen=True)
 class Report:

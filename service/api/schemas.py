@@ -5,14 +5,13 @@ naming the field) and refuse NaN and infinities, which would otherwise poison th
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from service.classify import ExpectedOutput
+from service.classify import ExpectedOutput, FailureKind
 from service.classify import Harness as HarnessName
 
-FailureKind = Literal["tests_failed", "schema_invalid", "timeout", "refused", "error"]
 # Any harness's tool name (``Bash``, ``str_replace_editor``, ``mcp__github__create_issue``…):
 # printable, no spaces at the ends, bounded. Unknown names are kept and reported, never refused.
 ToolName = Annotated[str, StringConstraints(min_length=1, max_length=128,

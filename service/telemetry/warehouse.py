@@ -14,6 +14,7 @@ from typing import Any, Literal
 import duckdb
 import pandas as pd
 
+from service.classify import FAILURE_KINDS
 from service.telemetry.schema import TABLES
 from service.telemetry.segments import file_lock
 
@@ -60,11 +61,7 @@ _EPISODES = _EPISODES_TEMPLATE.format(extra=",\n       coalesce(q.kind = 'human'
 _KPI = """
 WITH f AS (
     SELECT e.{key} AS k,
-           count(*) FILTER (WHERE t.failure = 'tests_failed')   AS failures_tests_failed,
-           count(*) FILTER (WHERE t.failure = 'schema_invalid') AS failures_schema_invalid,
-           count(*) FILTER (WHERE t.failure = 'timeout')        AS failures_timeout,
-           count(*) FILTER (WHERE t.failure = 'refused')        AS failures_refused,
-           count(*) FILTER (WHERE t.failure = 'error')          AS failures_error
+{failure_counts}
     FROM attempts t JOIN {source} e USING (decision_id) GROUP BY 1
 )
 SELECT e.{key} AS {key},
@@ -82,20 +79,23 @@ SELECT e.{key} AS {key},
        quantile_cont(ttr_ms, 0.95) FILTER (WHERE resolved) AS ttr_p95_ms,
        avg(CAST({human} AS INT)) FILTER (WHERE has_outcome) AS human_queue_rate,
        avg(CAST(explored AS INT))                        AS exploration_rate,
-       coalesce(any_value(f.failures_tests_failed), 0)   AS failures_tests_failed,
-       coalesce(any_value(f.failures_schema_invalid), 0) AS failures_schema_invalid,
-       coalesce(any_value(f.failures_timeout), 0)        AS failures_timeout,
-       coalesce(any_value(f.failures_refused), 0)        AS failures_refused,
-       coalesce(any_value(f.failures_error), 0)          AS failures_error
+{failure_columns}
 FROM {source} e LEFT JOIN f ON f.k = e.{key}
 GROUP BY e.{key}
 """
 
 
+# One ``failures_<kind>`` column per failure kind, generated from the vocabulary.
+_FAILURE_COUNTS = ",\n".join(f"           count(*) FILTER (WHERE t.failure = '{k}') AS failures_{k}"
+                             for k in FAILURE_KINDS)
+_FAILURE_COLUMNS = ",\n".join(f"       coalesce(any_value(f.failures_{k}), 0) AS failures_{k}" for k in FAILURE_KINDS)
+
+
 def kpi_select(key: str, source: str = "episodes", *, human: str = "human_queued") -> str:
     """The KPI query grouped by ``key`` over ``source`` (a view or a parenthesised subquery that
     appears twice, so a parameterised source takes its parameters twice)."""
-    return _KPI.format(key=key, source=source, human=human)
+    return _KPI.format(key=key, source=source, human=human, failure_counts=_FAILURE_COUNTS,
+                       failure_columns=_FAILURE_COLUMNS)
 
 
 def _base_views(root: Path) -> list[str]:
