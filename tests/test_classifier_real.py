@@ -174,3 +174,12 @@ def test_an_open_ended_production_investigation_goes_to_frontier(router: Router)
     assert d.profile == "agentic"
     assert d.tier == "frontier"
     assert any(r.startswith("profile agentic") for r in d.reasons)
+
+
+def test_the_fp32_reference_artefact_is_current_and_meets_the_bar(ood: tuple[list[Task], list[str]]) -> None:
+    """``TIERWISE_EMBEDDER=minilm`` (fp32 on torch, 256 word pieces) has its own artefact."""
+    fp32 = ProfileClassifier.load(DATA / "classifier.json", make_embedder("minilm"))
+    tasks, labels = ood
+    report = evaluate(fp32, tasks, labels, "ood_fp32")
+    assert report.accuracy >= 0.90, report.render()
+    assert report.ece <= 0.05, report.render()
