@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"1. starting the service ({'hashing' if args.fast else 'MiniLM'} encoder) ...", flush=True)
     try:
         with Server(svc_home, env=env).start() as srv, TierwiseClient(srv.url, timeout=120.0) as client:
-            v0 = client.policy()["version"]
+            v0 = client.policy().version
             print(f"   up at {srv.url} in {srv.startup_s:.0f} s, serving policy version {v0} (bootstrap)")
             print(f"2. replaying {len(tasks(before_weeks))} simulated tasks ({sc.name}, weeks {before_weeks}) ...",
                   flush=True)
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 print(f"4. no new champion: the service keeps policy {step.version_before} "
                       f"({'the candidate is a challenger' if step.status == 'challenger' else step.status})")
-            v1 = client.policy()["version"]
+            v1 = client.policy().version
             print(f"5. replaying {len(tasks(after_weeks))} more tasks (weeks {after_weeks}) under policy {v1} ...",
                   flush=True)
             after = replay_traces(client, tasks(after_weeks), oracle, desc="after retune")

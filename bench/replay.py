@@ -182,7 +182,7 @@ def wait_for_policy(client: TierwiseClient, *, changed_from: str | None = None, 
     deadline = time.monotonic() + timeout_s
     current = ""
     while time.monotonic() < deadline:
-        current = str(client.policy()["version"])
+        current = str(client.policy().version)
         if (version is not None and current == version) or (
                 version is None and changed_from is not None and current != changed_from):
             return current
@@ -251,7 +251,7 @@ def retune(client: TierwiseClient, settings_kw: dict[str, Any], *, trials: int, 
            **extra: Any) -> RetuneStep:
     """Run one retune on the service's home and wait for the hot reload if it promoted."""
     ok, why = retune_available()
-    before = str(client.policy()["version"])
+    before = str(client.policy().version)
     if not ok:
         return RetuneStep(False, "unavailable", why, before, before)
     from service.settings import load_settings

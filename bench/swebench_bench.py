@@ -208,26 +208,26 @@ def run_fold(data: SwebenchData, train: list[str], test: list[str], *, fold: int
         retuned = client.policy()
         # 3. Static rules: a no-exploration copy of the bootstrap.
         t = time.monotonic()
-        _serve(client, skw, _eval_copy(bootstrap["policy"], f"eval-static-f{fold}"),
-               f"bench eval copy of bootstrap v{bootstrap['version']} (exploration 0)")
+        _serve(client, skw, _eval_copy(bootstrap.policy, f"eval-static-f{fold}"),
+               f"bench eval copy of bootstrap v{bootstrap.version} (exploration 0)")
         static = _evaluate(client, data, test, seed, cfg.progress, f"f{fold} static")
         timings["static_eval_s"] = time.monotonic() - t
         tierwise: dict[str, list[Trace]] | None = None
         sweep: dict[str, dict[str, float]] = {}
         if step.available:
-            out["retuned_policy_version"] = str(retuned["version"])
-            out["retuned_policy"] = retuned["policy"]
+            out["retuned_policy_version"] = str(retuned.version)
+            out["retuned_policy"] = retuned.policy
             # 4. Tierwise after retune: a no-exploration copy of the served champion. If the retune did
             #    not promote, the champion *is* the bootstrap: same policy, no exploration, so every
             #    decision would repeat the static replay's; that replay is reused (and flagged).
             t = time.monotonic()
-            same = _content(retuned["policy"]) == _content(bootstrap["policy"])
+            same = _content(retuned.policy) == _content(bootstrap.policy)
             out["tierwise_is_bootstrap"] = same
             if same:
                 tierwise = static
             else:
-                _serve(client, skw, _eval_copy(retuned["policy"], f"eval-tierwise-f{fold}"),
-                       f"bench eval copy of retuned v{retuned['version']} (exploration 0)")
+                _serve(client, skw, _eval_copy(retuned.policy, f"eval-tierwise-f{fold}"),
+                       f"bench eval copy of retuned v{retuned.version} (exploration 0)")
                 tierwise = _evaluate(client, data, test, seed, cfg.progress, f"f{fold} tierwise")
             timings["tierwise_eval_s"] = time.monotonic() - t
             # 5. Operating curve: threshold-pushed copies of the retuned champion, default detector.
@@ -235,8 +235,8 @@ def run_fold(data: SwebenchData, train: list[str], test: list[str], *, fold: int
             oracle = RecordedOracle(data, *DEFAULT_DETECTOR, seed)
             tasks = [replay_task(data, tid) for tid in test]
             for push in cfg.sweep:
-                _serve(client, skw, _eval_copy(retuned["policy"], f"sweep-{push:+g}", push),
-                       f"bench sweep: retuned v{retuned['version']} thresholds pushed {push:+g} (exploration 0)")
+                _serve(client, skw, _eval_copy(retuned.policy, f"sweep-{push:+g}", push),
+                       f"bench sweep: retuned v{retuned.version} thresholds pushed {push:+g} (exploration 0)")
                 traces = replay_traces(client, tasks, oracle, harness="ci", desc=f"f{fold} sweep {push:+g}",
                                        progress=cfg.progress, workers=EVAL_WORKERS)
                 sweep[f"{push:+g}"] = rm.summarize([tr.episode for tr in traces])

@@ -163,7 +163,7 @@ def run_approach(sim: Simulator, weekly: list[list[SimTask]], *, name: str, retu
     t0 = time.monotonic()
     with Server(home / "svc", env=env).start() as srv, TierwiseClient(srv.url, timeout=120.0) as client:
         for w, tasks in enumerate(weekly):
-            versions.append(str(client.policy()["version"]))
+            versions.append(str(client.policy().version))
             items = [ReplayTask(t.task_id, t.request, t.complex) for t in tasks]
             week_started = time.time()
             traces.append(replay_traces(client, items, oracle, desc=f"{name} week {w}", progress=cfg.progress))

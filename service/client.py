@@ -1,12 +1,17 @@
-"""A typed HTTP client for agents and the benchmark replay: ``route()`` then ``report()``."""
+"""A typed HTTP client for agents and the benchmark replay: ``route()`` then ``report()``.
+
+Responses are validated into the same models the server declares (``service.api.responses``),
+so a server that breaks the contract fails here, loudly, not three calls later."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
+from pydantic import BaseModel, ValidationError
 
+from service.api.responses import HealthOut, OutcomeOut, PolicyOut, QueueItemOut, QueueOut, RouteOut
 from service.classify import NextAction
 
 
@@ -18,22 +23,8 @@ class ClientError(Exception):
         self.status, self.code, self.message, self.field = status, code, message, field
 
 
-@dataclass(frozen=True)
-class RouteDecision:
-    decision_id: str
-    policy_version: str
-    profile: str
-    tier: str
-    model: str
-    temperature: float
-    max_input_tokens: int
-    max_output_tokens: int
-    output_schema: dict[str, Any]
-    escalation_chain: list[str]
-    explored: bool
-    propensity: float
-    reasons: list[str]
-    raw: dict[str, Any] = field(repr=False)
+RouteDecision = RouteOut
+"""The decision ``route()`` returns: the server's own response model."""
 
 
 @dataclass(frozen=True)
@@ -79,10 +70,7 @@ class TierwiseClient:
                            ("task_id", task_id)):
             if value is not None:
                 body[key] = value
-        d = self._post("/v1/route", body)
-        return RouteDecision(d["decision_id"], d["policy_version"], d["profile"], d["tier"], d["model"],
-                             d["temperature"], d["max_input_tokens"], d["max_output_tokens"], d["output_schema"],
-                             d["escalation_chain"], d["explored"], d["propensity"], d["reasons"], d)
+        return _valid(RouteOut, self._post("/v1/route", body))
 
     def route_body(self, body: dict[str, Any]) -> RouteDecision:
         """Route a ready-made request body (as the simulator builds them)."""
@@ -100,22 +88,21 @@ class TierwiseClient:
             if value is not None:
                 body[key] = value
         d = self._post("/v1/outcomes", body)
-        n = d["next"]
-        return NextStep(n["action"], n.get("attempt"), n.get("tier"), n.get("model"), d["resolved"],
-                        d["failure"], d)
+        out = _valid(OutcomeOut, d)
+        n = out.next
+        return NextStep(n.action, n.attempt, n.tier, n.model, out.resolved, out.failure, d)
 
-    def queue(self) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = self._check(self._http.get("/v1/queue"))["items"]
-        return items
+    def queue(self) -> list[QueueItemOut]:
+        return _valid(QueueOut, self._check(self._http.get("/v1/queue"))).items
 
     def resolve(self, item_id: int, resolved_by: str, note: str | None = None) -> dict[str, Any]:
         return self._post(f"/v1/queue/{item_id}/resolve", {"resolved_by": resolved_by, "note": note})
 
-    def policy(self) -> dict[str, Any]:
-        return self._check(self._http.get("/v1/policy"))
+    def policy(self) -> PolicyOut:
+        return _valid(PolicyOut, self._check(self._http.get("/v1/policy")))
 
-    def health(self) -> dict[str, Any]:
-        return self._check(self._http.get("/healthz"))
+    def health(self) -> HealthOut:
+        return _valid(HealthOut, self._check(self._http.get("/healthz")))
 
     def close(self) -> None:
         self._http.close()
@@ -125,3 +112,15 @@ class TierwiseClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _valid(model: type[M], data: dict[str, Any]) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise ClientError(200, "bad_response", f"{model.__name__}.{where}: {err['msg']}", where) from exc

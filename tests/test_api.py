@@ -203,6 +203,31 @@ def test_healthz_and_openapi(client: Any) -> None:
     assert {"/v1/route", "/v1/outcomes", "/v1/queue", "/v1/policy"} <= set(doc["paths"])
 
 
+def test_openapi_documents_every_response(client: Any) -> None:
+    doc = client.get("/openapi.json").json()
+    for path, methods in doc["paths"].items():
+        for method, op in methods.items():
+            ok = op["responses"]["200"]["content"]
+            if path == "/metrics":
+                continue
+            ref = ok["application/json"]["schema"].get("$ref", "")
+            assert ref.startswith("#/components/schemas/") and ref.endswith("Out"), (method, path, ok)
+            for status in ("400", "404", "409", "413", "422", "500", "503"):
+                err = op["responses"][status]["content"]["application/json"]["schema"]["$ref"]
+                assert err == "#/components/schemas/ErrorOut", (method, path, status)
+    route = doc["components"]["schemas"]["RouteOut"]
+    assert {"decision_id", "profile", "unsure", "tier", "escalation_chain", "reasons"} <= set(route["required"])
+
+
+def test_the_client_validates_into_the_servers_models(client: Any) -> None:
+    from service.api.responses import RouteOut
+
+    body = client.post("/v1/route", json={"prompt": MECHANICAL}).json()
+    d = RouteOut.model_validate(body)
+    assert d.output_schema.json_schema == body["output_schema"]["schema"]
+    assert d.model_dump(by_alias=True, exclude_unset=True) == body
+
+
 def _samples(text: str, name: str) -> list[Any]:
     return [s for fam in text_string_to_metric_families(text) for s in fam.samples if s.name == name]
 

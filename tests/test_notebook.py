@@ -115,7 +115,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         bootstrap = registry.load(str(registry.alias("champion")))
         champion = _publish_shifted(registry, bootstrap, -0.10, "champion")
         registry.promote(champion)
-        _wait(f"the server to hot-reload v{champion}", lambda: client.policy()["version"] == champion, 30)
+        _wait(f"the server to hot-reload v{champion}", lambda: client.policy().version == champion, 30)
         routed += _drive(client, sim, sim.tasks_for_week(3)[:TASKS_PER_PHASE])
         challenger = _publish_shifted(registry, bootstrap, +0.05, "challenger")
         registry.set_alias("challenger", challenger)

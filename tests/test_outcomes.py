@@ -403,7 +403,7 @@ def test_typed_client_walks_the_loop(server_url: str) -> None:
     from service.client import ClientError, TierwiseClient
 
     with TierwiseClient(server_url) as tw:
-        assert tw.health()["status"] == "ok"
+        assert tw.health().status == "ok"
         d = tw.route(MECHANICAL, harness="local", task_id="C-1")
         assert (d.tier, d.escalation_chain) == ("small", ["medium", "frontier"])
         step = tw.report(d.decision_id, 0, d.tier, resolved=False, cost_usd=0.01, failure="tests_failed")
@@ -417,7 +417,7 @@ def test_typed_client_walks_the_loop(server_url: str) -> None:
             tw.route("   ")
         assert (info.value.status, info.value.field) == (422, "prompt")
         assert tw.queue() == []
-        assert tw.policy()["version"] == "bootstrap"
+        assert tw.policy().version == "bootstrap"
 
 
 def test_typed_client_turns_a_non_json_error_into_a_client_error() -> None:

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from service.api.metrics import scrape
+from service.api.responses import ERRORS, HealthOut, OutcomeOut, PolicyOut, QueueOut, ResolvedOut, RouteOut
 from service.api.schemas import OutcomeIn, QueueResolveIn, RouteIn
 from service.classify.task import RepoInfo, Task
 from service.components import Components
@@ -19,7 +20,7 @@ from service.errors import InvalidInput
 from service.outcomes import Report, resolve_queue_item
 from service.telemetry.journal import Journal
 
-router = APIRouter()
+router = APIRouter(responses=ERRORS)
 
 
 def _parts(request: Request) -> Components:
@@ -34,7 +35,7 @@ def _journal(request: Request) -> Journal:
     return store.journal
 
 
-@router.post("/v1/route")
+@router.post("/v1/route", response_model=RouteOut)
 def route(body: RouteIn, request: Request) -> dict[str, Any]:
     parts = _parts(request)
     s = parts.settings
@@ -56,7 +57,7 @@ def route(body: RouteIn, request: Request) -> dict[str, Any]:
     return routed.to_response()
 
 
-@router.post("/v1/outcomes", response_model=None)
+@router.post("/v1/outcomes", response_model=None, responses={200: {"model": OutcomeOut}})
 async def outcomes(body: OutcomeIn, request: Request) -> Response:
     """Async so that the work runs on the ingest lane, not the route threads' pool; the lane also
     encodes the JSON, so the event loop only moves bytes."""
@@ -82,19 +83,19 @@ async def outcomes(body: OutcomeIn, request: Request) -> Response:
     return Response(await request.app.state.lane.run(record), media_type="application/json")
 
 
-@router.get("/v1/queue")
+@router.get("/v1/queue", response_model=QueueOut)
 def queue(request: Request) -> dict[str, Any]:
     items = [dict(r, tiers_tried=json.loads(r["tiers_tried"]), failure_kinds=json.loads(r["failure_kinds"]))
              for r in _journal(request).open_queue() if r["kind"] == "human"]
     return {"items": items, "count": len(items)}
 
 
-@router.post("/v1/queue/{item_id}/resolve")
+@router.post("/v1/queue/{item_id}/resolve", response_model=ResolvedOut)
 def resolve(item_id: int, body: QueueResolveIn, request: Request) -> dict[str, Any]:
     return resolve_queue_item(_journal(request), item_id, body.resolved_by, body.note)
 
 
-@router.get("/v1/policy")
+@router.get("/v1/policy", response_model=PolicyOut)
 def policy(request: Request) -> dict[str, Any]:
     active = _parts(request).holder.active
     return {"version": active.policy.version, "source": active.source,
@@ -102,7 +103,7 @@ def policy(request: Request) -> dict[str, Any]:
             "policy": active.policy.model_dump(mode="json", by_alias=True)}
 
 
-@router.get("/healthz")
+@router.get("/healthz", response_model=HealthOut)
 def healthz(request: Request) -> dict[str, Any]:
     return {"status": "ok", "policy_version": _parts(request).holder.policy.version}
 

@@ -1,0 +1,153 @@
+"""Response bodies of the v1 contract, declared once: the routes serve them as ``response_model``
+(so ``/openapi.json`` documents every response) and ``service.client`` validates into them.
+
+Models are lenient about extra keys on the way in (``extra="allow"``), so a client keeps working
+against a newer server that adds a field, and strict about the types of the fields they name."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from service.classify import FailureKind, NextAction, Profile
+
+_OPEN = ConfigDict(extra="allow", populate_by_name=True)
+
+
+class OutputSchemaOut(BaseModel):
+    model_config = _OPEN
+    name: str
+    json_schema: dict[str, Any] = Field(alias="schema")
+
+
+class RouteOut(BaseModel):
+    """The decision for one task: the tier's plan, the scores behind it, and why."""
+
+    model_config = _OPEN
+    decision_id: str
+    policy_version: str
+    profile: Profile
+    profile_scores: dict[Profile, float]
+    unsure: bool
+    complexity: float
+    tier: str
+    model: str
+    temperature: float
+    max_input_tokens: int
+    max_output_tokens: int
+    output_schema: OutputSchemaOut
+    escalation_chain: list[str]
+    explored: bool
+    propensity: float
+    tier_scores: dict[str, float]
+    reasons: list[str]
+    latency_ms: float
+
+
+class Signature(BaseModel):
+    model_config = _OPEN
+    profile: Profile
+    tiers_tried: list[str]
+    failure_kinds: list[FailureKind]
+    policy_version: str
+
+
+class NextOut(BaseModel):
+    """``done``; ``escalate`` with the next tier's plan; ``human`` or ``script`` with the queue item."""
+
+    model_config = _OPEN
+    action: NextAction
+    attempt: int | None = None
+    tier: str | None = None
+    model: str | None = None
+    temperature: float | None = None
+    max_input_tokens: int | None = None
+    max_output_tokens: int | None = None
+    output_schema: OutputSchemaOut | None = None
+    escalation_chain: list[str] | None = None
+    queue_item_id: int | None = None
+    signature: Signature | None = None
+    script: str | None = None
+
+
+class OutcomeOut(BaseModel):
+    model_config = _OPEN
+    decision_id: str
+    attempt: int
+    tier: str
+    resolved: bool
+    failure: FailureKind | None
+    schema_valid: bool | None
+    schema_errors: list[str]
+    overridden_to: str | None
+    next: NextOut
+    duplicate: bool = False
+
+
+class QueueItemOut(BaseModel):
+    model_config = _OPEN
+    item_id: int
+    decision_id: str
+    ts: float
+    kind: Literal["human", "script"]
+    script: str | None
+    profile: Profile
+    tiers_tried: list[str]
+    failure_kinds: list[FailureKind]
+    policy_version: str
+    task_id: str | None
+    prompt_preview: str | None
+
+
+class QueueOut(BaseModel):
+    model_config = _OPEN
+    items: list[QueueItemOut]
+    count: int
+
+
+class ResolvedOut(BaseModel):
+    model_config = _OPEN
+    item_id: int
+    resolved_by: str
+    note: str | None
+    status: Literal["resolved"]
+
+
+class PolicyOut(BaseModel):
+    model_config = _OPEN
+    version: str
+    source: str
+    loaded_at: str
+    policy: dict[str, Any]
+
+
+class HealthOut(BaseModel):
+    model_config = _OPEN
+    status: Literal["ok"]
+    policy_version: str
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    field: str | None
+
+
+class ErrorOut(BaseModel):
+    """Every error: a 4xx for the request's fault, 5xx for the server's; never a traceback."""
+
+    error: ErrorDetail
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorOut, "description": why} for status, why in (
+        (400, "the body is not valid JSON"),
+        (404, "unknown decision, queue item or path"),
+        (409, "a conflicting or out-of-sequence report"),
+        (413, "the body is over the size limit"),
+        (422, "a field is invalid (named in error.field), or no tier can take the task"),
+        (500, "an internal fault (no details are sent)"),
+        (503, "a dependency (registry, artefact, configuration) is unavailable"),
+    )
+}
