@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from service.api.metrics import scrape
+from service.api.metrics import Metrics, scrape
 from service.api.responses import ERRORS, HealthOut, OutcomeOut, PolicyOut, QueueOut, ResolvedOut, RouteOut
 from service.api.schemas import OutcomeIn, QueueResolveIn, RouteIn
 from service.classify.task import RepoInfo, Task
@@ -23,21 +23,30 @@ from service.telemetry.journal import Journal
 router = APIRouter(responses=ERRORS)
 
 
-def _parts(request: Request) -> Components:
+async def _parts(request: Request) -> Components:
+    """Async, so resolving it costs no trip through the thread pool."""
     parts: Components = request.app.state.parts
     return parts
 
 
-def _journal(request: Request) -> Journal:
-    store = _parts(request).store
-    if store is None:
+async def _metrics(request: Request) -> Metrics:
+    metrics: Metrics = request.app.state.metrics
+    return metrics
+
+
+async def _journal(parts: Annotated[Components, Depends(_parts)]) -> Journal:
+    if parts.store is None:
         raise InvalidInput("this server runs without telemetry", field=None)
-    return store.journal
+    return parts.store.journal
+
+
+Parts = Annotated[Components, Depends(_parts)]
+MetricsDep = Annotated[Metrics, Depends(_metrics)]
+JournalDep = Annotated[Journal, Depends(_journal)]
 
 
 @router.post("/v1/route", response_model=RouteOut)
-def route(body: RouteIn, request: Request) -> dict[str, Any]:
-    parts = _parts(request)
+def route(body: RouteIn, parts: Parts, m: MetricsDep) -> dict[str, Any]:
     s = parts.settings
     if len(body.prompt) > s.max_prompt_chars:
         raise InvalidInput(f"prompt has {len(body.prompt)} characters; the limit is {s.max_prompt_chars}",
@@ -50,7 +59,6 @@ def route(body: RouteIn, request: Request) -> dict[str, Any]:
                 repo=RepoInfo(body.repo.files, body.repo.modules_touched, tuple(body.repo.languages)),
                 diff_lines=body.diff_lines, expected_output=body.expected_output, tools=tuple(body.tools))
     routed = parts.router.route(task, harness=body.harness, task_id=body.task_id)
-    m = request.app.state.metrics
     d = routed.decision
     m.routes.labels(d.tier, d.profile, d.harness, str(d.explored).lower()).inc()
     m.route_latency.labels(d.tier, d.profile).observe(routed.latency_ms / 1000.0)
@@ -58,10 +66,9 @@ def route(body: RouteIn, request: Request) -> dict[str, Any]:
 
 
 @router.post("/v1/outcomes", response_model=None, responses={200: {"model": OutcomeOut}})
-async def outcomes(body: OutcomeIn, request: Request) -> Response:
+async def outcomes(body: OutcomeIn, request: Request, parts: Parts, m: MetricsDep) -> Response:
     """Async so that the work runs on the ingest lane, not the route threads' pool; the lane also
     encodes the JSON, so the event loop only moves bytes."""
-    parts = _parts(request)
     recorder = parts.recorder
     if recorder is None:
         raise InvalidInput("this server runs without telemetry", field=None)
@@ -72,7 +79,7 @@ async def outcomes(body: OutcomeIn, request: Request) -> Response:
         latency_ms=body.latency_ms, failure=body.failure, overridden_to=body.overridden_to,
         output=body.output, has_output="output" in fields and body.output is not None,
     )
-    counter = request.app.state.metrics.outcomes
+    counter = m.outcomes
 
     def record() -> bytes:
         response = recorder.record(report)
@@ -84,30 +91,30 @@ async def outcomes(body: OutcomeIn, request: Request) -> Response:
 
 
 @router.get("/v1/queue", response_model=QueueOut)
-def queue(request: Request) -> dict[str, Any]:
+def queue(journal: JournalDep) -> dict[str, Any]:
     items = [dict(r, tiers_tried=json.loads(r["tiers_tried"]), failure_kinds=json.loads(r["failure_kinds"]))
-             for r in _journal(request).open_queue() if r["kind"] == "human"]
+             for r in journal.open_queue() if r["kind"] == "human"]
     return {"items": items, "count": len(items)}
 
 
 @router.post("/v1/queue/{item_id}/resolve", response_model=ResolvedOut)
-def resolve(item_id: int, body: QueueResolveIn, request: Request) -> dict[str, Any]:
-    return resolve_queue_item(_journal(request), item_id, body.resolved_by, body.note)
+def resolve(item_id: int, body: QueueResolveIn, journal: JournalDep) -> dict[str, Any]:
+    return resolve_queue_item(journal, item_id, body.resolved_by, body.note)
 
 
 @router.get("/v1/policy", response_model=PolicyOut)
-def policy(request: Request) -> dict[str, Any]:
-    active = _parts(request).holder.active
+def policy(parts: Parts) -> dict[str, Any]:
+    active = parts.holder.active
     return {"version": active.policy.version, "source": active.source,
             "loaded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(active.loaded_at)),
             "policy": active.policy.model_dump(mode="json", by_alias=True)}
 
 
 @router.get("/healthz", response_model=HealthOut)
-def healthz(request: Request) -> dict[str, Any]:
-    return {"status": "ok", "policy_version": _parts(request).holder.policy.version}
+def healthz(parts: Parts) -> dict[str, Any]:
+    return {"status": "ok", "policy_version": parts.holder.policy.version}
 
 
 @router.get("/metrics")
-def metrics(request: Request) -> Response:
-    return Response(scrape(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+def metrics(m: MetricsDep) -> Response:
+    return Response(scrape(m.registry), media_type=CONTENT_TYPE_LATEST)
