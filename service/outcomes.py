@@ -25,6 +25,7 @@ from jsonschema import Draft202012Validator
 
 from service.errors import DecisionNotFound, InvalidInput, OutcomeConflict, QueueItemNotFound
 from service.policy.decide import plan_for
+from service.policy.escalation import above, next_step
 from service.policy.holder import PolicyHolder
 from service.policy.model import RoutingPolicy
 from service.telemetry.journal import Journal
@@ -171,24 +172,22 @@ class OutcomeRecorder:
                        policy: RoutingPolicy, tried: list[str], failures: list[str],
                        now: float) -> dict[str, Any]:
         chain = json.loads(decision["escalation_chain"] or "[]")
-        # Escalation only climbs: after a failure at any tier (an override target included), the
-        # candidates are the chain's tiers above it, never a cheaper one.
-        candidates = [report.overridden_to] if report.overridden_to else _above(policy, chain, report.tier)
-        nxt_tier = next((t for t in candidates if t not in tried), None)
-        if report.attempt < policy.escalation.max_steps and nxt_tier is not None:
+        action, nxt_tier = next_step(policy, chain=chain, tier=report.tier, attempt=report.attempt, tried=tried,
+                                     overridden_to=report.overridden_to, profile=decision["profile"])
+        if action == "escalate" and nxt_tier is not None:
             cause = f"override to {report.overridden_to}" if report.overridden_to else (failures[-1] or "error")
             plan.escalation_row = {
                 "decision_id": report.decision_id, "from_attempt": report.attempt, "from_tier": report.tier,
                 "to_tier": nxt_tier, "cause": cause, "ts": now}
             step = plan_for(policy, nxt_tier, decision["profile"])
-            rest = [t for t in _above(policy, chain, nxt_tier) if t not in tried]
+            rest = [t for t in above(policy, chain, nxt_tier) if t not in tried]
             return {"action": "escalate", "attempt": report.attempt + 1, "tier": nxt_tier,
                     "model": step.model, "temperature": step.temperature,
                     "max_input_tokens": step.max_input_tokens, "max_output_tokens": step.max_output_tokens,
                     "output_schema": step.output_schema,
                     "escalation_chain": rest[: max(0, policy.escalation.max_steps - report.attempt - 1)]}
-        script = next((s for p, s in policy.escalation.scripts.items() if p == decision["profile"]), None)
-        kind = "script" if script else "human"
+        kind = action
+        script = policy.escalation.scripts.get(decision["profile"]) if kind == "script" else None
         plan.queue_row = {
             "decision_id": report.decision_id, "ts": now, "kind": kind, "script": script,
             "profile": decision["profile"], "tiers_tried": json.dumps(tried), "failure_kinds": json.dumps(failures),
@@ -200,13 +199,6 @@ class OutcomeRecorder:
         if script:
             out["script"] = script
         return out
-
-
-def _above(policy: RoutingPolicy, chain: list[str], tier: str) -> list[str]:
-    """The tiers of ``chain`` ranked above ``tier`` on the policy's ladder, cheapest first."""
-    if tier not in policy.ladder:
-        return [t for t in chain if t != tier]
-    return [t for t in chain if t in policy.ladder and policy.rank(t) > policy.rank(tier)]
 
 
 def resolve_queue_item(journal: Journal, item_id: int, resolved_by: str, note: str | None) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from service.policy.decide import (
     routed_profiles,
     tools_matrix,
 )
+from service.policy.escalation import next_step
 from service.policy.model import RoutingPolicy
 from tuner.replay import threshold_table
 
@@ -156,11 +157,9 @@ def synthetic_batches(policy: RoutingPolicy, n: int, *, seed: int = 0, truth: Tr
                 over_to = bigger[0] if overridden else None
                 tried.append(current)
                 cost = COST_PER_TIER.get(current, 0.05) * PROFILE_COST_SCALE[profile] * float(cost_noise[i, k])
-                nxt = None
-                if not ok:
-                    cands = [over_to] if over_to else chain
-                    nxt = next((t for t in cands if t not in tried), None)
-                action = "done" if ok else ("escalate" if (k < policy.escalation.max_steps and nxt) else "human")
+                action, nxt = ("done", None) if ok else next_step(
+                    policy, chain=chain, tier=current, attempt=k, tried=tried, overridden_to=over_to,
+                    profile=profile)
                 attempts.append({
                     "decision_id": did, "attempt": k, "ts": float(ts[i]) + 60.0 * (k + 1), "tier": current,
                     "model": policy.tiers[current].model, "resolved": int(ok), "claimed_resolved": int(ok),
