@@ -20,6 +20,7 @@ from service.errors import NoEligibleTier
 from service.policy.decide import (
     BoolMatrix,
     IntArray,
+    context_tokens,
     decide,
     eligible_matrix,
     escalation_chains,
@@ -66,7 +67,7 @@ class ReplayBase:
 
 
 def replay_base(policy: RoutingPolicy, data: LoggedData) -> ReplayBase:
-    needed = data.prompt_tokens + policy.tokens_per_file * data.n_files
+    needed = context_tokens(policy, data.prompt_tokens, data.n_files)
     eligible = eligible_matrix(policy, data.needs, needed)
     model = policy.success_model.to_model() if policy.success_model else None
     scores = tier_score_matrix(routed_success_features(data.x, policy), policy.ladder, policy.success_priors, model)

@@ -18,6 +18,7 @@ import numpy as np
 from service.classify import HARNESSES, PROFILES
 from service.classify.success import SUCCESS_FEATURES, tier_score_matrix
 from service.policy.decide import (
+    context_tokens,
     eligible_matrix,
     escalation_chains,
     explore_matrix,
@@ -105,7 +106,7 @@ def synthetic_batches(policy: RoutingPolicy, n: int, *, seed: int = 0, truth: Tr
         x = np.column_stack([ps, complexity, feats])
         assert x.shape[1] == len(SUCCESS_FEATURES)
         harness_idx = rng.choice(len(HARNESSES), size=m, p=np.array([truth.harness_mix[h] for h in HARNESSES]))
-        needed = prompt_tokens + policy.tokens_per_file * n_files
+        needed = context_tokens(policy, prompt_tokens, n_files)
         eligible = eligible_matrix(policy, tool_needs[tool_idx], needed)
         keep = eligible.any(axis=1)
         scores = tier_score_matrix(np.column_stack([ps_routed, complexity, feats]), ladder, policy.success_priors,

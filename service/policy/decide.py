@@ -63,8 +63,10 @@ class Decision:
     unsure: bool = False
 
 
-def context_tokens(policy: RoutingPolicy, scores: Scores, n_files: int) -> int:
-    return scores.prompt_tokens + policy.tokens_per_file * n_files
+def context_tokens(policy: RoutingPolicy, prompt_tokens: Any, n_files: Any) -> Any:
+    """Input tokens a task needs: its prompt plus ``tokens_per_file`` per file in scope. Works on
+    ints (one decision) and on numpy arrays (a whole log), so the rule is written once."""
+    return prompt_tokens + policy.tokens_per_file * n_files
 
 
 def _can_drive(policy: RoutingPolicy, tier: str) -> frozenset[str]:
@@ -238,7 +240,7 @@ def decide(policy: RoutingPolicy, scores: Scores, *, tools: Sequence[str], n_fil
     as_routed, routed, unsure_flags = routed_profiles(ps, policy)
     profile, unsure = PROFILES[int(routed[0])], bool(unsure_flags[0])
     top = scores.profile
-    needed = context_tokens(policy, scores, n_files)
+    needed = int(context_tokens(policy, scores.prompt_tokens, n_files))
     _, excluded = eligibility(policy, tools, needed)
     mask = eligible_matrix(policy, tools_matrix([tools]), np.array([needed], dtype=np.int64))
     eligible = [name for name, ok in zip(policy.ladder, mask[0], strict=True) if ok]
