@@ -15,25 +15,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from service.jsonsafe import jsonable
+
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def _clean(value: Any) -> Any:
-    """JSON-safe: NaN/inf become null (strict JSON has no NaN)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value
 
 
 def write_json(doc: dict[str, Any], path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_clean(doc), indent=2, allow_nan=False) + "\n")
+    path.write_text(json.dumps(jsonable(doc), indent=2, allow_nan=False) + "\n")
     return path
 
 

@@ -196,7 +196,6 @@ def open_registry(home: Path) -> RegistryLike | None:
     drops the promotions would misread every KPI by version."""
     from service.settings import load_settings
 
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no tqdm widgets in the notebook
     settings = load_settings(home=home)
     if not settings.registry_uri and not (home / "mlflow" / "mlflow.db").exists():
         return None

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
 
+from service.jsonsafe import jsonable
 from service.settings import Settings
 
 
@@ -16,7 +16,7 @@ def cmd_retune(args: argparse.Namespace, settings: Settings) -> int:
                         holdout_days=args.holdout_days, min_decisions=args.min_decisions, seed=args.seed,
                         margin=args.margin, floor=args.floor, window=args.window, progress=not args.no_progress)
     if args.json:
-        print(json.dumps(_jsonable(result.__dict__), indent=2))
+        print(json.dumps(jsonable(result.__dict__), indent=2))
         return 0
     print(f"retune: {result.status}" + (f" → policy version {result.version}" if result.version else "")
           + (f" (MLflow run {result.run_id})" if result.run_id else ""))
@@ -32,16 +32,6 @@ def cmd_retune(args: argparse.Namespace, settings: Settings) -> int:
               f"{result.shadow['shadow_agreement']:.3f}")
     print(f"  {result.reason}")
     return 0
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, float) and value != value:
-        return None
-    return value
 
 
 def _positive_int(text: str) -> int:

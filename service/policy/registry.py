@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from service.errors import PolicyInvalid, PolicyNotFound, RegistryUnavailable
+from service.locks import file_lock
 from service.paths import default_policy_file
 from service.policy.holder import PolicyHolder
 from service.policy.model import RoutingPolicy, parse_policy
 from service.settings import Settings
-from service.telemetry.segments import file_lock
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -38,11 +38,17 @@ HISTORY_TAG = "champion_history"
 BOOTSTRAP_EXPERIMENT = "tierwise-bootstrap"
 
 
-def mlflow_client(settings: Settings) -> MlflowClient:
+def mlflow_environment() -> None:
+    """MLflow's environment, set once for every caller (service, tuner, notebook, benchmarks)."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
-    # One small JSON per policy load; a progress bar for it is noise in the service log and benches.
+    # One small JSON per policy load; a progress bar for it is noise in the service log, the
+    # benchmarks and the notebook.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+def mlflow_client(settings: Settings) -> MlflowClient:
+    mlflow_environment()
     from mlflow.tracking import MlflowClient
 
     if not settings.registry_uri:

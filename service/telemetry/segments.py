@@ -8,32 +8,19 @@ Every exporter holds an exclusive ``flock`` while it works, so processes never e
 
 from __future__ import annotations
 
-import fcntl
 import os
 import re
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from service.locks import file_lock
 from service.telemetry.schema import TABLES, arrow_schema, column_names
 
 _NAME = re.compile(r"^(\d{12})-(\d{12})\.parquet$")
 BATCH_ROWS = 250_000
-
-
-@contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def segment_ranges(table_dir: Path) -> list[tuple[int, int, Path]]:

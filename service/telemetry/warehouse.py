@@ -15,8 +15,8 @@ import duckdb
 import pandas as pd
 
 from service.classify import FAILURE_KINDS
+from service.locks import file_lock
 from service.telemetry.schema import TABLES
-from service.telemetry.segments import file_lock
 
 _EPISODES_TEMPLATE = """
 CREATE OR REPLACE VIEW episodes AS
