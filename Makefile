@@ -52,16 +52,16 @@ bench-quick: install
 	$(BIN)/tierwise bench all --quick
 
 bench-route: install
-	$(BIN)/python bench/route_latency.py
+	$(BIN)/python -m bench.route_latency
 
 bench-ingest: install
-	$(BIN)/python bench/ingest.py
+	$(BIN)/python -m bench.ingest
 
 bench-retune: install
-	$(BIN)/python bench/retune_time.py
+	$(BIN)/python -m bench.retune_time
 
 demo: install
-	$(BIN)/python bench/demo.py
+	$(BIN)/python -m bench.demo
 
 notebook: install
 	$(BIN)/jupyter notebook notebooks/misroutes.ipynb

@@ -6,7 +6,7 @@
 4. wait for the service to hot-reload the new champion (no restart);
 5. replay more traffic from the same workload and print before/after.
 
-Run: ``make demo`` (or ``.venv/bin/python bench/demo.py [--fast] [--clean]``). ``--fast`` uses the hashing
+Run: ``make demo`` (or ``.venv/bin/python -m bench.demo [--fast] [--clean]``). ``--fast`` uses the hashing
 embedder instead of MiniLM; the temporary home is kept (for MLflow and the notebook) unless ``--clean``.
 """
 
@@ -18,9 +18,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-
-if __package__ in (None, ""):  # run as a script (make demo): make the repo root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import routing_metrics as rm
 from bench.replay import (

@@ -26,7 +26,7 @@ what any HTTP traffic at that rate costs routing on this box (the load generator
 the ingest ratio divided by it is what the ingest work itself adds.
 
 Targets: (a) >= 50k rows/s; (c) route p99 under ingest <= 1.2x the p99 without.
-Writes bench/results/ingest.json and ingest_route.png. ``python bench/ingest.py --help`` for the knobs.
+Writes bench/results/ingest.json and ingest_route.png. ``python -m bench.ingest --help`` for the knobs.
 """
 
 from __future__ import annotations
@@ -49,15 +49,13 @@ from typing import Any
 import httpx
 from tqdm import tqdm
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run as ``python bench/ingest.py``
-    sys.path.insert(0, str(ROOT))
+from bench._server import Server, cpus, fast_env, hashing_classifier, loadavg, percentile, write_result
+from service.classify.train import load_corpus
+from service.telemetry.journal import Journal, connect
+from service.telemetry.segments import SegmentExporter
+from service.telemetry.store import TelemetryPaths
 
-from bench._server import Server, cpus, fast_env, hashing_classifier, loadavg, percentile, write_result  # noqa: E402
-from service.classify.train import load_corpus  # noqa: E402
-from service.telemetry.journal import Journal, connect  # noqa: E402
-from service.telemetry.segments import SegmentExporter  # noqa: E402
-from service.telemetry.store import TelemetryPaths  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 RESULTS = ROOT / "bench" / "results" / "ingest.json"
 STORE_TARGET_ROWS_S = 50_000

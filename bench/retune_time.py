@@ -6,7 +6,7 @@ service's own vectorised decision functions) are written straight into a fresh j
 background exporter does this continuously in production, so it is timed separately); then a
 full retune runs with a fixed trial count, publishing to a local MLflow registry.
 
-    .venv/bin/python bench/retune_time.py [--sizes 10000,100000,1000000] [--trials 30]
+    .venv/bin/python -m bench.retune_time [--sizes 10000,100000,1000000] [--trials 30]
 """
 
 from __future__ import annotations
@@ -18,15 +18,13 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from rich.console import Console
 from rich.table import Table
 from tqdm import tqdm
 
 from service.paths import default_policy_file
 from service.policy.model import parse_policy
+from service.policy.registry import mlflow_environment
 from service.settings import load_settings
 from service.telemetry.store import TelemetryStore
 from tuner.retune import run_retune
@@ -65,6 +63,7 @@ def one(n: int, trials: int, seed: int, keep: bool) -> dict[str, float | str]:
 
 
 def main() -> int:
+    mlflow_environment()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", default="10000,100000,1000000")
     p.add_argument("--trials", type=int, default=30)

@@ -27,12 +27,10 @@ from typing import Any
 import httpx
 from tqdm import tqdm
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run as ``python bench/route_latency.py``
-    sys.path.insert(0, str(ROOT))
+from bench._server import Server, cpus, loadavg, percentile, write_result
+from service.classify.train import load_corpus
 
-from bench._server import Server, cpus, loadavg, percentile, write_result  # noqa: E402
-from service.classify.train import load_corpus  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 RESULTS = ROOT / "bench" / "results" / "route_latency.json"
 P99_TARGET_MS = 25.0

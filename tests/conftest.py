@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,9 +21,6 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
 
 REPO = Path(__file__).resolve().parent.parent
-# `pytest` and `python -m pytest` see the same packages (bench/ is not an installed package).
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
 DATA = REPO / "data"
 SEED = 20261127
 

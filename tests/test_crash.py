@@ -25,13 +25,11 @@ from typing import Any
 import httpx
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # bench/ is not an installed package
-    sys.path.insert(0, str(ROOT))
+from bench._server import Server, fast_env, hashing_classifier
+from service.classify.train import load_corpus
+from service.telemetry.store import open_warehouse
 
-from bench._server import Server, fast_env, hashing_classifier  # noqa: E402
-from service.classify.train import load_corpus  # noqa: E402
-from service.telemetry.store import open_warehouse  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.slow
 
