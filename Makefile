@@ -25,9 +25,13 @@ serve: install
 test: install
 	$(BIN)/python -m pytest -q
 
+# mypy cannot follow the editable install's package-dir mapping, so lint builds a symlink tree
+# (.typing/tierwise/{service,tuner,bench,data} -> the top-level folders) and checks it by name.
 lint: install
 	$(BIN)/ruff check service tuner bench tests
-	$(BIN)/mypy service tuner
+	rm -rf .typing && mkdir -p .typing/tierwise
+	for d in service tuner bench data; do ln -s ../../$$d .typing/tierwise/$$d; done
+	cd .typing && MYPYPATH=. ../$(BIN)/mypy --config-file ../pyproject.toml -p tierwise.service -p tierwise.tuner
 
 classifier: install
 	TIERWISE_EMBEDDER=minilm-int8 $(BIN)/tierwise train --seed 0
@@ -46,28 +50,28 @@ bench: install
 
 bench-classifier: install
 	$(BIN)/pip install --quiet -e '.[dev,peer]'
-	$(BIN)/python -m bench.classifier_compare
+	$(BIN)/python -m tierwise.bench.classifier_compare
 
 bench-quick: install
 	$(BIN)/tierwise bench all --quick
 
 bench-route: install
-	$(BIN)/python -m bench.route_latency
+	$(BIN)/python -m tierwise.bench.route_latency
 
 bench-ingest: install
-	$(BIN)/python -m bench.ingest
+	$(BIN)/python -m tierwise.bench.ingest
 
 bench-retune: install
-	$(BIN)/python -m bench.retune_time
+	$(BIN)/python -m tierwise.bench.retune_time
 
 demo: install
-	$(BIN)/python -m bench.demo
+	$(BIN)/python -m tierwise.bench.demo
 
 notebook: install
 	$(BIN)/jupyter notebook notebooks/misroutes.ipynb
 
 notebook-report: install
-	$(BIN)/python -m tuner.notebook_report
+	$(BIN)/python -m tierwise.tuner.notebook_report
 
 clean:
-	rm -rf var bench/results/*.tmp
+	rm -rf var .typing bench/results/*.tmp

@@ -41,8 +41,8 @@ def hashing_classifier(path: Path) -> Path:
     """Train the classifier on the hashing embedder (fast, no torch) and write it as JSON, once."""
     if path.exists():
         return path
-    from service.classify.embed import HashingEmbedder
-    from service.classify.train import load_corpus, train
+    from tierwise.service.classify.embed import HashingEmbedder
+    from tierwise.service.classify.train import load_corpus, train
 
     artifact = train(load_corpus(ROOT / "data" / "corpus", split="train"), HashingEmbedder())
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -88,7 +88,7 @@ class Server:
 
     def _cmd(self, *args: str) -> list[str]:
         exe = tierwise_bin()
-        return [exe, *args] if exe else [sys.executable, "-m", "service.cli", *args]
+        return [exe, *args] if exe else [sys.executable, "-m", "tierwise.service.cli", *args]
 
     def init_registry(self, timeout_s: float = 300.0) -> None:
         """Create the MLflow registry under the home once, before several workers start.

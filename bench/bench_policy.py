@@ -34,9 +34,9 @@ from typing import Any
 
 import pandas as pd
 
-from service.classify import HARNESSES, PROFILES
-from service.paths import default_policy_file
-from service.policy.model import RoutingPolicy, parse_policy
+from tierwise.service.classify import HARNESSES, PROFILES
+from tierwise.service.paths import default_policy_file
+from tierwise.service.policy.model import RoutingPolicy, parse_policy
 
 BENCH_MODELS: tuple[str, ...] = (
     "gpt_5_mini",

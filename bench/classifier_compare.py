@@ -21,15 +21,15 @@ from typing import Any
 
 from tqdm import tqdm
 
-from bench.classifier_eval import load_ood
-from bench.cli import RESULTS, write_json
-from bench.semantic_router_peer import SemanticRouterPeer
-from service.classify.embed import make_embedder
-from service.classify.evaluate import EvalReport, report
-from service.classify.model import ProfileClassifier
-from service.classify.task import Task
-from service.classify.train import load_corpus
-from service.paths import corpus_dir, default_classifier_file
+from tierwise.bench.classifier_eval import load_ood
+from tierwise.bench.cli import RESULTS, write_json
+from tierwise.bench.semantic_router_peer import SemanticRouterPeer
+from tierwise.service.classify.embed import make_embedder
+from tierwise.service.classify.evaluate import EvalReport, report
+from tierwise.service.classify.model import ProfileClassifier
+from tierwise.service.classify.task import Task
+from tierwise.service.classify.train import load_corpus
+from tierwise.service.paths import corpus_dir, default_classifier_file
 
 
 def _timed(name: str, fn: Callable[[Task], tuple[str, float]], tasks: Sequence[Task],
@@ -96,7 +96,7 @@ def markdown(doc: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.classifier_compare", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m tierwise.bench.classifier_compare", description=__doc__)
     p.add_argument("--out", default=str(RESULTS))
     args = p.parse_args(argv)
     doc = run()

@@ -19,12 +19,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bench.swebench_data import DataUnavailable
-from service.classify.evaluate import EvalReport, binary_auc, evaluate, text_and_files
-from service.classify.model import ProfileClassifier
-from service.classify.task import Task
-from service.classify.train import load_corpus
-from service.paths import corpus_dir, data_dir
+from tierwise.bench.swebench_data import DataUnavailable
+from tierwise.service.classify.evaluate import EvalReport, binary_auc, evaluate, text_and_files
+from tierwise.service.classify.model import ProfileClassifier
+from tierwise.service.classify.task import Task
+from tierwise.service.classify.train import load_corpus
+from tierwise.service.paths import corpus_dir, data_dir
 
 SWE_HARD = ("1-4 hours", ">4 hours")
 SWE_EASY = ("<15 min fix",)
@@ -42,7 +42,7 @@ def load_ood(folder: Path | None = None) -> tuple[list[Task], list[str], list[di
 
 def swebench_check(classifier: ProfileClassifier, real_dir: Path | None = None) -> dict[str, Any]:
     """Complexity AUC for the human difficulty label, and the profile mix, on real statements."""
-    from bench.swebench_data import load_tasks
+    from tierwise.bench.swebench_data import load_tasks
 
     tasks = load_tasks(real_dir)
     scores = classifier.score_many([Task(prompt=str(p)) for p in tasks["problem_statement"]])
@@ -78,7 +78,7 @@ def run(classifier: ProfileClassifier, real_dir: Path | None = None) -> tuple[di
 def reliability_plot(classifier: ProfileClassifier, path: Path) -> Path:
     import numpy as np
 
-    from bench.plots import pyplot
+    from tierwise.bench.plots import pyplot
 
     plt = pyplot()
 

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from service.jsonsafe import jsonable
+from tierwise.service.jsonsafe import jsonable
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -141,7 +141,7 @@ def _num(values: list[float | None]) -> str:
 
 def _seeds(text: str) -> list[int]:
     """``--seeds 3`` means seeds 0,1,2; ``--seeds 0,5`` lists them (``--seeds 7,`` is seed 7 alone)."""
-    from service.errors import InvalidInput
+    from tierwise.service.errors import InvalidInput
 
     try:
         seeds = [int(s) for s in text.split(",") if s.strip()] if "," in text else list(range(int(text)))
@@ -155,8 +155,8 @@ def _seeds(text: str) -> list[int]:
 
 
 def run_swebench(args: argparse.Namespace, out: Path, suffix: str) -> dict[str, Any]:
-    from bench import plots
-    from bench.swebench_bench import SwebenchConfig, run
+    from tierwise.bench import plots
+    from tierwise.bench.swebench_bench import SwebenchConfig, run
 
     kw: dict[str, Any] = {"seeds": _seeds(args.seeds) if args.seeds else (0,), "progress": not args.no_progress}
     if args.trials is not None:
@@ -183,7 +183,7 @@ def run_swebench(args: argparse.Namespace, out: Path, suffix: str) -> dict[str, 
 
 def _scenario_path(name: str) -> Path:
     """A scenario by name (``bench/scenarios/<name>.json``) or by path; a new scenario needs no code."""
-    from service.errors import InvalidInput
+    from tierwise.service.errors import InvalidInput
 
     path = Path(name)
     if not path.suffix:
@@ -195,8 +195,8 @@ def _scenario_path(name: str) -> Path:
 
 def run_synthetic(args: argparse.Namespace, out: Path, suffix: str) -> list[dict[str, Any]]:
     """One run per scenario in ``--scenario`` (a comma list; default drift_model_swap)."""
-    from bench import plots
-    from bench.synthetic_bench import SyntheticConfig, run
+    from tierwise.bench import plots
+    from tierwise.bench.synthetic_bench import SyntheticConfig, run
 
     kw: dict[str, Any] = {"seeds": _seeds(args.seeds) if args.seeds else (0,), "progress": not args.no_progress}
     if args.trials is not None:
@@ -284,9 +284,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def cmd_eval(args: argparse.Namespace, settings: Any = None) -> int:
     """The classifier on the OOD set (as sent, and text + files only), the corpus split and SWE-bench."""
-    from bench.classifier_eval import reliability_plot, run
-    from service.components import load_classifier
-    from service.settings import load_settings
+    from tierwise.bench.classifier_eval import reliability_plot, run
+    from tierwise.service.components import load_classifier
+    from tierwise.service.settings import load_settings
 
     classifier = load_classifier(settings if settings is not None else load_settings())
     doc, reports = run(classifier)
@@ -317,7 +317,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.cli")
+    p = argparse.ArgumentParser(prog="python -m tierwise.bench.cli")
     add_arguments(p)
     return cmd_bench(p.parse_args(argv))
 

@@ -6,7 +6,7 @@
 4. wait for the service to hot-reload the new champion (no restart);
 5. replay more traffic from the same workload and print before/after.
 
-Run: ``make demo`` (or ``.venv/bin/python -m bench.demo [--fast] [--clean]``). ``--fast`` uses the hashing
+Run: ``make demo`` (or ``.venv/bin/python -m tierwise.bench.demo [--fast] [--clean]``). ``--fast`` uses the hashing
 embedder instead of MiniLM; the temporary home is kept (for MLflow and the notebook) unless ``--clean``.
 """
 
@@ -19,8 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import routing_metrics as rm
-from bench.replay import (
+from tierwise.bench import routing_metrics as rm
+from tierwise.bench.replay import (
     ReplayTask,
     hashing_classifier_file,
     replay_traces,
@@ -28,10 +28,10 @@ from bench.replay import (
     service_env,
     settings_kwargs,
 )
-from bench.simulator import Simulator, load_corpus, load_scenario
-from bench.synthetic_bench import SimOracle
-from service.client import TierwiseClient
-from service.paths import corpus_dir, default_policy_file
+from tierwise.bench.simulator import Simulator, load_corpus, load_scenario
+from tierwise.bench.synthetic_bench import SimOracle
+from tierwise.service.client import TierwiseClient
+from tierwise.service.paths import corpus_dir, default_policy_file
 
 SCENARIO = Path(__file__).resolve().parent / "scenarios" / "steady.json"
 
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tasks", type=int, default=300, help="tasks per simulated week (default 300)")
     p.add_argument("--trials", type=int, default=30, help="Optuna trials in the retune (default 30)")
     args = p.parse_args(argv)
-    from bench._server import Server
+    from tierwise.bench._server import Server
 
     t0 = time.monotonic()
     home = Path(tempfile.mkdtemp(prefix="tierwise-demo-"))

@@ -18,7 +18,7 @@
 The load generator runs in its own process, so its threads do not share the timing thread's GIL.
 
 The store runs use two kinds of decision id: ``time-ordered`` (UUIDv7-like: what the service
-issues, ``service.routing.new_decision_id``) and ``uuid4`` (random), to show what id order costs
+issues, ``tierwise.service.routing.new_decision_id``) and ``uuid4`` (random), to show what id order costs
 the primary-key index.
 
 A control run sends the judged rate as ``GET /healthz`` instead of reports: the ratio it gives is
@@ -26,7 +26,7 @@ what any HTTP traffic at that rate costs routing on this box (the load generator
 the ingest ratio divided by it is what the ingest work itself adds.
 
 Targets: (a) >= 50k rows/s; (c) route p99 under ingest <= 1.2x the p99 without.
-Writes bench/results/ingest.json and ingest_route.png. ``python -m bench.ingest --help`` for the knobs.
+Writes bench/results/ingest.json and ingest_route.png. ``python -m tierwise.bench.ingest --help`` for the knobs.
 """
 
 from __future__ import annotations
@@ -49,11 +49,11 @@ from typing import Any
 import httpx
 from tqdm import tqdm
 
-from bench._server import Server, cpus, fast_env, hashing_classifier, loadavg, percentile, write_result
-from service.classify.train import load_corpus
-from service.telemetry.journal import Journal, connect
-from service.telemetry.segments import SegmentExporter
-from service.telemetry.store import TelemetryPaths
+from tierwise.bench._server import Server, cpus, fast_env, hashing_classifier, loadavg, percentile, write_result
+from tierwise.service.classify.train import load_corpus
+from tierwise.service.telemetry.journal import Journal, connect
+from tierwise.service.telemetry.segments import SegmentExporter
+from tierwise.service.telemetry.store import TelemetryPaths
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -478,7 +478,7 @@ def main(argv: list[str] | None = None) -> int:
            "store": store, "http": http}
     print(render(res))
     write_result(res, args.out)
-    from bench.plots import route_under_load
+    from tierwise.bench.plots import route_under_load
 
     png = route_under_load(res, args.out.with_name(args.out.stem + "_route.png"))
     if png is not None:

@@ -22,9 +22,9 @@ from typing import Any
 
 from tqdm import tqdm
 
-from bench.routing_metrics import Episode
-from service.client import TierwiseClient
-from service.errors import TierwiseError
+from tierwise.bench.routing_metrics import Episode
+from tierwise.service.client import TierwiseClient
+from tierwise.service.errors import TierwiseError
 
 
 @dataclass(frozen=True)
@@ -171,7 +171,7 @@ def service_env(*, policy_file: Path, seed: int, fast: bool, classifier_file: Pa
 
 def hashing_classifier_file(cache_dir: Path) -> Path:
     """The hashing-embedder classifier, trained once per cache folder (seconds, no torch)."""
-    from bench._server import hashing_classifier
+    from tierwise.bench._server import hashing_classifier
 
     return hashing_classifier(cache_dir / "classifier.hashing.json")
 
@@ -198,7 +198,7 @@ def publish_and_promote(settings: Any, policy_json: str, description: str,
     Used for the operating-curve sweep: the variant reaches the service the way any retuned
     policy does (registry alias + hot reload), so it is served by the same code.
     """
-    from service.policy.registry import make_registry
+    from tierwise.service.policy.registry import make_registry
 
     reg = make_registry(settings)
     run = reg.client.create_run(reg.experiment_id(experiment), run_name=description[:60])
@@ -228,11 +228,11 @@ class RetuneStep:
 
 
 def retune_available() -> tuple[bool, str]:
-    """Whether ``tuner.retune.run_retune`` can be imported (it lands separately from the bench)."""
+    """Whether ``tierwise.tuner.retune.run_retune`` can be imported (it lands separately from the bench)."""
     try:
-        from tuner.retune import run_retune  # noqa: F401
+        from tierwise.tuner.retune import run_retune  # noqa: F401
     except Exception as exc:  # ImportError, or a half-written module failing at import
-        return False, f"tuner.retune.run_retune is not importable ({type(exc).__name__}: {exc})"
+        return False, f"tierwise.tuner.retune.run_retune is not importable ({type(exc).__name__}: {exc})"
     return True, ""
 
 
@@ -254,8 +254,8 @@ def retune(client: TierwiseClient, settings_kw: dict[str, Any], *, trials: int, 
     before = str(client.policy().version)
     if not ok:
         return RetuneStep(False, "unavailable", why, before, before)
-    from service.settings import load_settings
-    from tuner.retune import run_retune
+    from tierwise.service.settings import load_settings
+    from tierwise.tuner.retune import run_retune
 
     settings = load_settings(**settings_kw)
     kwargs: dict[str, Any] = {"trials": trials, "seed": seed, "min_decisions": min_decisions,

@@ -1,12 +1,12 @@
 """How long ``tierwise retune`` takes on 10k, 100k and 1M logged decisions (target: 1M ≤ 120 s).
 
-For each size: synthetic decisions and their attempts (``tuner.synthetic``, decided by the
+For each size: synthetic decisions and their attempts (``tierwise.tuner.synthetic``, decided by the
 service's own vectorised decision functions) are written straight into a fresh journal with
 ``Journal.insert_many`` in batches; the journal is exported to Parquet segments (the service's
 background exporter does this continuously in production, so it is timed separately); then a
 full retune runs with a fixed trial count, publishing to a local MLflow registry.
 
-    .venv/bin/python -m bench.retune_time [--sizes 10000,100000,1000000] [--trials 30]
+    .venv/bin/python -m tierwise.bench.retune_time [--sizes 10000,100000,1000000] [--trials 30]
 """
 
 from __future__ import annotations
@@ -22,13 +22,13 @@ from rich.console import Console
 from rich.table import Table
 from tqdm import tqdm
 
-from service.paths import default_policy_file
-from service.policy.model import parse_policy
-from service.policy.registry import mlflow_environment
-from service.settings import load_settings
-from service.telemetry.store import TelemetryStore
-from tuner.retune import run_retune
-from tuner.synthetic import synthetic_batches
+from tierwise.service.paths import default_policy_file
+from tierwise.service.policy.model import parse_policy
+from tierwise.service.policy.registry import mlflow_environment
+from tierwise.service.settings import load_settings
+from tierwise.service.telemetry.store import TelemetryStore
+from tierwise.tuner.retune import run_retune
+from tierwise.tuner.synthetic import synthetic_batches
 
 DAY = 86400.0
 

@@ -27,8 +27,8 @@ from typing import Any
 import httpx
 from tqdm import tqdm
 
-from bench._server import Server, cpus, loadavg, percentile, write_result
-from service.classify.train import load_corpus
+from tierwise.bench._server import Server, cpus, loadavg, percentile, write_result
+from tierwise.service.classify.train import load_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
 

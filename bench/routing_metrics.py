@@ -15,7 +15,7 @@ from itertools import pairwise
 
 import numpy as np
 
-from bench.swebench_data import SwebenchData
+from tierwise.bench.swebench_data import SwebenchData
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from service.classify.embed import Embedder
+from tierwise.service.classify.embed import Embedder
 
 
 @functools.cache

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from service.classify import PROFILES, FailureKind
+from tierwise.service.classify import PROFILES, FailureKind
 
 # Cheapest to biggest: a human override escalates one step along this order.
 TIERS = ("small", "medium", "frontier")

@@ -3,11 +3,11 @@
 Protocol (per seed, per cross-validation fold, by task):
 
 1. Start a fresh ``tierwise serve`` (own home, own MLflow registry) whose bootstrap is the bench
-   policy (``bench.bench_policy``: list prices only, blind to results).
+   policy (``tierwise.bench.bench_policy``: list prices only, blind to results).
 2. **Static rules** = that bootstrap, evaluated on the held-out fold.
 3. **Warm-up**: the training tasks, ``passes`` times, on harness ``ci`` with exploration on; the
    agent reports what its failure detector saw.
-4. **Retune** with ``tuner.retune.run_retune`` on that telemetry; the service hot-reloads the
+4. **Retune** with ``tierwise.tuner.retune.run_retune`` on that telemetry; the service hot-reloads the
    champion (if the tuner promoted one).
 5. **Tierwise after retune** = the champion, evaluated on the held-out fold.
 6. **Operating curve**: copies of the retuned policy with every threshold pushed toward 1 by a
@@ -24,7 +24,7 @@ cost are the recorded ``resolved`` / ``cost_usd`` of that tier's model on that t
 attempt is flagged with probability ``recall``, a success with probability ``false_alarm`` (one
 draw per task × model, shared by every approach); an unflagged failure is final and unresolved,
 a flag escalates (or queues for a human). Monolithic, cascade and oracle rows need no router and
-come from ``bench.routing_metrics`` on the same held-out tasks.
+come from ``tierwise.bench.routing_metrics`` on the same held-out tasks.
 """
 
 from __future__ import annotations
@@ -41,9 +41,16 @@ from typing import Any
 
 import numpy as np
 
-from bench import routing_metrics as rm
-from bench.bench_policy import BENCH_MODELS, STRONG_MODEL, WEAK_MODEL, build_policy, shifted_thresholds, write_policy
-from bench.replay import (
+from tierwise.bench import routing_metrics as rm
+from tierwise.bench.bench_policy import (
+    BENCH_MODELS,
+    STRONG_MODEL,
+    WEAK_MODEL,
+    build_policy,
+    shifted_thresholds,
+    write_policy,
+)
+from tierwise.bench.replay import (
     AttemptResult,
     ReplayTask,
     RetuneStep,
@@ -57,9 +64,9 @@ from bench.replay import (
     settings_kwargs,
     wait_for_policy,
 )
-from bench.swebench_data import DataUnavailable, SwebenchData, folds, load_swebench
-from service.client import TierwiseClient
-from service.policy.model import parse_policy
+from tierwise.bench.swebench_data import DataUnavailable, SwebenchData, folds, load_swebench
+from tierwise.service.client import TierwiseClient
+from tierwise.service.policy.model import parse_policy
 
 DETECTORS: tuple[tuple[float, float], ...] = ((0.9, 0.05), (1.0, 0.0), (0.8, 0.1))
 DEFAULT_DETECTOR = DETECTORS[0]
@@ -144,7 +151,7 @@ def _eval_copy(raw_policy: dict[str, Any], version: str, push: float = 0.0) -> s
 
 def _serve(client: TierwiseClient, skw: dict[str, Any], text: str, description: str) -> str:
     """Register ``text`` as a new version, promote it, and wait until the service serves it."""
-    from service.settings import load_settings
+    from tierwise.service.settings import load_settings
 
     version = publish_and_promote(load_settings(**skw), text, description)
     wait_for_policy(client, version=version)
@@ -174,7 +181,7 @@ def _det_key(recall: float, fa: float) -> str:
 def run_fold(data: SwebenchData, train: list[str], test: list[str], *, fold: int, seed: int,
              cfg: SwebenchConfig, work: Path, classifier_file: Path | None) -> dict[str, Any]:
     """One fold through a fresh service: static eval, warm-up, retune, tierwise eval, sweep."""
-    from bench._server import Server
+    from tierwise.bench._server import Server
 
     home = work / f"seed{seed}-fold{fold}"
     policy_file = write_policy(build_policy(data.models), home / "bench_policy.json")

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from service.errors import TierwiseError
+from tierwise.service.errors import TierwiseError
 
 ENV_VAR = "TIERWISE_REAL_DATA"
 

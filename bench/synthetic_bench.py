@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from bench import routing_metrics as rm
-from bench.replay import (
+from tierwise.bench import routing_metrics as rm
+from tierwise.bench.replay import (
     AttemptResult,
     ReplayTask,
     Trace,
@@ -42,9 +42,9 @@ from bench.replay import (
     service_env,
     settings_kwargs,
 )
-from bench.simulator import Scenario, SimTask, Simulator, load_corpus, load_scenario
-from service.client import TierwiseClient
-from service.paths import corpus_dir, default_policy_file
+from tierwise.bench.simulator import Scenario, SimTask, Simulator, load_corpus, load_scenario
+from tierwise.service.client import TierwiseClient
+from tierwise.service.paths import corpus_dir, default_policy_file
 
 SCENARIO = Path(__file__).resolve().parent / "scenarios" / "drift_model_swap.json"
 RECOVERY_WEEKS = 2
@@ -149,7 +149,7 @@ def figures(episodes: list[rm.Episode], tokens: int) -> dict[str, float]:
 def run_approach(sim: Simulator, weekly: list[list[SimTask]], *, name: str, retune_weekly: bool, seed: int,
                  cfg: SyntheticConfig, work: Path, classifier_file: Path | None) -> dict[str, Any]:
     """One approach over every week on its own service; returns traces per week and retune steps."""
-    from bench._server import Server
+    from tierwise.bench._server import Server
 
     home = work / f"{name}-seed{seed}"
     env = service_env(policy_file=bootstrap_file(cfg, work), seed=seed, fast=cfg.fast_embedder,

@@ -10,9 +10,9 @@ from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
 
-from service.classify import EXPECTED_OUTPUTS, HARNESSES
-from service.errors import TierwiseError
-from service.settings import Settings, load_settings
+from tierwise.service.classify import EXPECTED_OUTPUTS, HARNESSES
+from tierwise.service.errors import TierwiseError
+from tierwise.service.settings import Settings, load_settings
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
@@ -23,20 +23,20 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     host = args.host or settings.host
     port = args.port or settings.port
     workers = args.workers or settings.workers
-    from service.components import warm_classifier
+    from tierwise.service.components import warm_classifier
 
     # Fail here, as a CLI error naming the setting, not as a traceback in every worker; this also
     # builds the encoder's derived files once, before the workers start.
     warm_classifier(settings)
     if settings.use_registry:
         # Bootstrap the registry once, here, so N workers do not race to create it.
-        from service.policy.registry import startup_policy
+        from tierwise.service.policy.registry import startup_policy
 
         startup_policy(settings)
     if workers > 1:
         _serve_workers(settings, host, port, workers)
     else:
-        from service.api.app import create_app
+        from tierwise.service.api.app import create_app
 
         uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level)
     return 0
@@ -57,14 +57,14 @@ def _serve_workers(settings: Settings, host: str, port: int, workers: int) -> No
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
-    from service.api.metrics import MULTIPROC_ENV
+    from tierwise.service.api.metrics import MULTIPROC_ENV
 
     os.environ["TIERWISE_HOME"] = str(settings.home)
     # Metrics from every worker, summed at scrape time (service/api/metrics.py). A fresh
     # directory per run: files left by an earlier run would add its counts to this one's.
     metrics_dir = tempfile.mkdtemp(prefix="tierwise-metrics-")
     os.environ[MULTIPROC_ENV] = metrics_dir
-    config = uvicorn.Config("service.api.app:create_app_from_env", factory=True, host=host, port=port,
+    config = uvicorn.Config("tierwise.service.api.app:create_app_from_env", factory=True, host=host, port=port,
                             workers=workers, log_level=settings.log_level)
     raw = config.bind_socket()
     sock = socket.socket(raw.family, raw.type, socket.IPPROTO_TCP, fileno=raw.detach())
@@ -75,7 +75,7 @@ def _serve_workers(settings: Settings, host: str, port: int, workers: int) -> No
 
 
 def cmd_route(args: argparse.Namespace, settings: Settings) -> int:
-    from service.errors import InvalidInput
+    from tierwise.service.errors import InvalidInput
 
     # Checked before anything heavy is imported or loaded.
     if not args.prompt.strip():
@@ -84,14 +84,14 @@ def cmd_route(args: argparse.Namespace, settings: Settings) -> int:
         raise InvalidInput(f"--diff-lines must be >= 0, got {args.diff_lines}", field="diff_lines")
     from pydantic import TypeAdapter, ValidationError
 
-    from service.api.schemas import ToolName
+    from tierwise.service.api.schemas import ToolName
 
     try:
         TypeAdapter(list[ToolName]).validate_python(args.tool)
     except ValidationError as exc:
         raise InvalidInput(f"--tool: {exc.errors()[0]['msg']}: {exc.errors()[0]['input']!r}", field="tools") from exc
-    from service.classify.task import RepoInfo, Task
-    from service.components import build
+    from tierwise.service.classify.task import RepoInfo, Task
+    from tierwise.service.components import build
 
     parts = build(settings, telemetry=False)
     task = Task(prompt=args.prompt, files=tuple(args.file), repo=RepoInfo(),
@@ -112,9 +112,9 @@ def cmd_route(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
-    from service.classify.embed import make_embedder
-    from service.classify.train import load_corpus, train
-    from service.paths import corpus_dir, default_classifier_file
+    from tierwise.service.classify.embed import make_embedder
+    from tierwise.service.classify.train import load_corpus, train
+    from tierwise.service.paths import corpus_dir, default_classifier_file
 
     rows = load_corpus(corpus_dir(), split="train")
     artifact = train(rows, make_embedder(settings.embedder, cache_dir=settings.model_cache), seed=args.seed,
@@ -129,8 +129,8 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_policy(args: argparse.Namespace, settings: Settings) -> int:
-    from service.paths import default_policy_file
-    from service.policy.registry import CHAMPION, make_registry
+    from tierwise.service.paths import default_policy_file
+    from tierwise.service.policy.registry import CHAMPION, make_registry
 
     reg = make_registry(settings)
     reg.ensure_bootstrap(settings.policy_file or default_policy_file())
@@ -158,8 +158,8 @@ def cmd_policy(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
     import pandas as pd
 
-    from service.errors import ConfigError
-    from service.telemetry.store import open_warehouse
+    from tierwise.service.errors import ConfigError
+    from tierwise.service.telemetry.store import open_warehouse
 
     try:
         since = date.fromisoformat(args.since) if args.since else None
@@ -218,8 +218,8 @@ def _parser() -> argparse.ArgumentParser:
 def _extensions(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Subcommands that live in the tuner and bench packages. Imported directly: a broken module
     is an error at start, not a subcommand that silently goes missing."""
-    from bench.cli import register as register_bench
-    from tuner.cli import register as register_tuner
+    from tierwise.bench.cli import register as register_bench
+    from tierwise.tuner.cli import register as register_tuner
 
     register_tuner(sub)
     register_bench(sub)

@@ -1,6 +1,6 @@
 """A typed HTTP client for agents and the benchmark replay: ``route()`` then ``report()``.
 
-Responses are validated into the same models the server declares (``service.api.responses``),
+Responses are validated into the same models the server declares (``tierwise.service.api.responses``),
 so a server that breaks the contract fails here, loudly, not three calls later."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from service.api.responses import HealthOut, OutcomeOut, PolicyOut, QueueItemOut, QueueOut, RouteOut
-from service.classify import NextAction
+from tierwise.service.api.responses import HealthOut, OutcomeOut, PolicyOut, QueueItemOut, QueueOut, RouteOut
+from tierwise.service.classify import NextAction
 
 
 class ClientError(Exception):

@@ -7,17 +7,17 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from service.classify.embed import make_embedder
-from service.classify.model import ProfileClassifier
-from service.classify.task import Task
-from service.errors import ArtifactMissing, ConfigError
-from service.outcomes import OutcomeRecorder
-from service.paths import default_classifier_file, default_policy_file
-from service.policy.holder import PolicyHolder
-from service.policy.model import RoutingPolicy, parse_policy
-from service.routing import Router
-from service.settings import ENV_PREFIX, Settings
-from service.telemetry.store import TelemetryStore
+from tierwise.service.classify.embed import make_embedder
+from tierwise.service.classify.model import ProfileClassifier
+from tierwise.service.classify.task import Task
+from tierwise.service.errors import ArtifactMissing, ConfigError
+from tierwise.service.outcomes import OutcomeRecorder
+from tierwise.service.paths import default_classifier_file, default_policy_file
+from tierwise.service.policy.holder import PolicyHolder
+from tierwise.service.policy.model import RoutingPolicy, parse_policy
+from tierwise.service.routing import Router
+from tierwise.service.settings import ENV_PREFIX, Settings
+from tierwise.service.telemetry.store import TelemetryStore
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def load_classifier(settings: Settings) -> ProfileClassifier:
 def initial_policy(settings: Settings) -> tuple[RoutingPolicy, str]:
     """The registry champion when there is one, else the last good cache, else the bootstrap file."""
     if settings.use_registry:
-        from service.policy.registry import startup_policy
+        from tierwise.service.policy.registry import startup_policy
 
         return startup_policy(settings)
     path = settings.policy_file or default_policy_file()

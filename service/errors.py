@@ -1,6 +1,6 @@
 """Every domain error tierwise raises, in one place.
 
-The HTTP edge (``service.api.errors``) and the CLI (``service.cli``) map these to a status
+The HTTP edge (``tierwise.service.api.errors``) and the CLI (``tierwise.service.cli``) map these to a status
 code or an exit code exactly once; nothing below the edge knows about HTTP.
 """
 

@@ -23,12 +23,12 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
-from service.errors import DecisionNotFound, InvalidInput, OutcomeConflict, QueueItemNotFound
-from service.policy.decide import plan_for
-from service.policy.escalation import above, next_step
-from service.policy.holder import PolicyHolder
-from service.policy.model import RoutingPolicy
-from service.telemetry.journal import Journal
+from tierwise.service.errors import DecisionNotFound, InvalidInput, OutcomeConflict, QueueItemNotFound
+from tierwise.service.policy.decide import plan_for
+from tierwise.service.policy.escalation import above, next_step
+from tierwise.service.policy.holder import PolicyHolder
+from tierwise.service.policy.model import RoutingPolicy
+from tierwise.service.telemetry.journal import Journal
 
 
 @dataclass(frozen=True)

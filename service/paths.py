@@ -1,4 +1,4 @@
-"""Where shipped data lives: the ``tierwise_data`` package (the repo's ``data/`` folder)."""
+"""Where shipped data lives: the ``tierwise.data`` package (the repo's ``data/`` folder)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 def data_dir() -> Path:
     try:
-        return Path(str(resources.files("tierwise_data")))
+        return Path(str(resources.files("tierwise.data")))
     except ModuleNotFoundError:  # running from a checkout without an install
         return Path(__file__).resolve().parent.parent / "data"
 

@@ -13,11 +13,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from service.classify.model import ProfileClassifier, Scores
-from service.classify.task import Task
-from service.policy.decide import Decision, decide
-from service.policy.holder import PolicyHolder
-from service.telemetry.journal import Journal
+from tierwise.service.classify.model import ProfileClassifier, Scores
+from tierwise.service.classify.task import Task
+from tierwise.service.policy.decide import Decision, decide
+from tierwise.service.policy.holder import PolicyHolder
+from tierwise.service.telemetry.journal import Journal
 
 PREVIEW_CHARS = 280
 

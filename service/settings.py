@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from service.errors import ConfigError
+from tierwise.service.errors import ConfigError
 
 ENV_PREFIX = "TIERWISE_"
 

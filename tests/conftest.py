@@ -39,8 +39,8 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="session")
 def hashing_classifier_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from service.classify.embed import HashingEmbedder
-    from service.classify.train import load_corpus, train
+    from tierwise.service.classify.embed import HashingEmbedder
+    from tierwise.service.classify.train import load_corpus, train
 
     artifact = train(load_corpus(DATA / "corpus", split="train"), HashingEmbedder())
     path = tmp_path_factory.mktemp("classifier") / "classifier.hashing.json"
@@ -78,7 +78,7 @@ def restricted_policy_dict(policy_dict: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture
 def make_settings(tmp_path: Path, hashing_classifier_file: Path) -> Callable[..., Any]:
-    from service.settings import load_settings
+    from tierwise.service.settings import load_settings
 
     def make(**overrides: Any) -> Any:
         base: dict[str, Any] = {
@@ -113,7 +113,7 @@ def make_client(make_settings: Callable[..., Any]) -> Iterator[Callable[..., Any
     """Start an app (lifespan included) with settings overrides; all are closed at teardown."""
     from fastapi.testclient import TestClient
 
-    from service.api.app import create_app
+    from tierwise.service.api.app import create_app
 
     opened: list[Any] = []
 

@@ -1,4 +1,4 @@
-"""tuner.analysis on a hand-built telemetry fixture whose misroutes, costs and rates are known.
+"""tierwise.tuner.analysis on a hand-built telemetry fixture whose misroutes, costs and rates are known.
 
 The fixture is written through the service's own journal and read back through ``open_warehouse``, so
 the tests also pin the column names and view definitions the notebook relies on.
@@ -27,12 +27,12 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-import tuner.analysis as an
-from service.paths import default_policy_file
-from service.policy.model import RoutingPolicy, parse_policy
-from service.telemetry.journal import Journal, connect
-from service.telemetry.store import open_warehouse
-from tuner import notebook_report
+import tierwise.tuner.analysis as an
+from tierwise.service.paths import default_policy_file
+from tierwise.service.policy.model import RoutingPolicy, parse_policy
+from tierwise.service.telemetry.journal import Journal, connect
+from tierwise.service.telemetry.store import open_warehouse
+from tierwise.tuner import notebook_report
 
 LADDER = ("small", "medium", "frontier")
 DAY1 = datetime(2026, 1, 1, 12, tzinfo=UTC).timestamp()
@@ -490,7 +490,7 @@ def test_committed_notebook_is_stripped_and_parameterised() -> None:
     assert len(params) == 1
     for name in ("TIERWISE_HOME", "START_DATE", "END_DATE"):
         assert f"{name} = " in params[0].source
-    assert "import tuner.analysis as an" in "".join(c.source for c in code)
+    assert "import tierwise.tuner.analysis as an" in "".join(c.source for c in code)
 
 
 def test_inject_parameters_and_strip() -> None:

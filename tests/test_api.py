@@ -11,7 +11,7 @@ import pytest
 from conftest import MECHANICAL
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.telemetry.store import open_warehouse
+from tierwise.service.telemetry.store import open_warehouse
 
 ROUTE_FIELDS = {
     "decision_id", "policy_version", "profile", "profile_scores", "tier", "model", "temperature",
@@ -192,7 +192,7 @@ def test_policy_endpoint(client: Any) -> None:
     assert body["policy"]["ladder"] == ["small", "medium", "frontier"]
     # the JSON schema is served under its wire name, so the document re-validates as a policy
     assert "schema" in body["policy"]["output_schemas"]["local"]
-    from service.policy.model import parse_policy
+    from tierwise.service.policy.model import parse_policy
 
     assert parse_policy(body["policy"]).version == "bootstrap"
 
@@ -220,7 +220,7 @@ def test_openapi_documents_every_response(client: Any) -> None:
 
 
 def test_the_client_validates_into_the_servers_models(client: Any) -> None:
-    from service.api.responses import RouteOut
+    from tierwise.service.api.responses import RouteOut
 
     body = client.post("/v1/route", json={"prompt": MECHANICAL}).json()
     d = RouteOut.model_validate(body)
@@ -319,7 +319,7 @@ def test_registry_mode_serves_the_bootstrap_champion(make_client: Callable[..., 
 ])
 def test_domain_errors_map_to_their_status_once_at_the_edge(client: Any, monkeypatch: pytest.MonkeyPatch,
                                                              error: str, status: int) -> None:
-    from service import errors
+    from tierwise.service import errors
 
     def fail(*_: Any, **__: Any) -> None:
         raise getattr(errors, error)("the thing is down", field="registry")

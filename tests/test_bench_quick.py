@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import cli
-from bench.swebench_data import DataUnavailable, load_swebench
+from tierwise.bench import cli
+from tierwise.bench.swebench_data import DataUnavailable, load_swebench
 
 OPUS = "claude_opus_4_5_20251101"
 
@@ -76,7 +76,7 @@ def test_quick_swebench_outputs(quick_out: Path) -> None:
             assert {"mean", "std", "min", "max"} <= set(row[key]), key
     # The monolithic rows on the held-out fold equal the recorded data on those tasks.
     data = _data()
-    from bench.swebench_bench import folds, subset
+    from tierwise.bench.swebench_bench import folds, subset
 
     sub = subset(data, 60, 0)
     _, test = folds(sub, k=5, seed=0)[0]
@@ -89,11 +89,11 @@ def test_quick_swebench_outputs(quick_out: Path) -> None:
 def test_monolithic_rows_reproduce_the_data_exactly() -> None:
     """Opus alone: 372/500 = 74.4% at $0.721245 mean per task, by the bench's row builder and by
     replaying a one-tier policy through the real service with the bench's oracle."""
-    from bench._server import Server
-    from bench.bench_policy import monolithic_policy, write_policy
-    from bench.replay import hashing_classifier_file, replay, service_env
-    from bench.swebench_bench import RecordedOracle, baseline_rows, replay_task
-    from service.client import TierwiseClient
+    from tierwise.bench._server import Server
+    from tierwise.bench.bench_policy import monolithic_policy, write_policy
+    from tierwise.bench.replay import hashing_classifier_file, replay, service_env
+    from tierwise.bench.swebench_bench import RecordedOracle, baseline_rows, replay_task
+    from tierwise.service.client import TierwiseClient
 
     data = _data()
     ids = [str(t) for t in data.tasks.index]
@@ -122,7 +122,7 @@ def test_monolithic_rows_reproduce_the_data_exactly() -> None:
 
 
 def test_ingest_route_plot_renders_every_measurement(tmp_path: Path) -> None:
-    from bench.plots import route_under_load
+    from tierwise.bench.plots import route_under_load
 
     def run(rate: float | None, ratio: float) -> dict[str, object]:
         return {"offered_rows_s": rate, "p99_ratio": ratio, "no_ingest_ms": {"p50": 10.0, "p99": 13.0},

@@ -16,15 +16,15 @@ import numpy as np
 import pytest
 from conftest import DATA
 
-from bench.classifier_eval import load_ood
-from service.classify.embed import make_embedder
-from service.classify.evaluate import evaluate, text_and_files
-from service.classify.model import ProfileClassifier
-from service.classify.task import RepoInfo, Task
-from service.classify.train import load_corpus, train
-from service.policy.holder import PolicyHolder
-from service.policy.model import parse_policy
-from service.routing import Router
+from tierwise.bench.classifier_eval import load_ood
+from tierwise.service.classify.embed import make_embedder
+from tierwise.service.classify.evaluate import evaluate, text_and_files
+from tierwise.service.classify.model import ProfileClassifier
+from tierwise.service.classify.task import RepoInfo, Task
+from tierwise.service.classify.train import load_corpus, train
+from tierwise.service.policy.holder import PolicyHolder
+from tierwise.service.policy.model import parse_policy
+from tierwise.service.routing import Router
 
 pytestmark = pytest.mark.minilm
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from conftest import MECHANICAL, REPO
 
-from service.cli import main
+from tierwise.service.cli import main
 
 ROUTE_FIELDS = {"decision_id", "policy_version", "profile", "profile_scores", "tier", "model", "temperature",
                 "max_input_tokens", "max_output_tokens", "output_schema", "escalation_chain", "explored",
@@ -39,7 +39,7 @@ def in_env(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, st
 
 def test_route_json_prints_a_decision_without_a_server(env: dict[str, str], tmp_path: Path) -> None:
     exe = Path(sys.executable).parent / "tierwise"
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "service.cli"]
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "tierwise.service.cli"]
     full = {k: v for k, v in os.environ.items() if not k.startswith("TIERWISE_")}
     full.update(env, PYTHONPATH=str(REPO))
     done = subprocess.run([*cmd, "route", MECHANICAL, "--json", "--harness", "local", "--file", "utils.py",
@@ -164,9 +164,9 @@ def test_usage_error_exits_2(in_env: dict[str, str], capsys: pytest.CaptureFixtu
 
 def test_train_writes_an_artefact_the_service_loads(in_env: dict[str, str], tmp_path: Path,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
-    from service.classify.embed import HashingEmbedder
-    from service.classify.model import ProfileClassifier
-    from service.classify.task import Task
+    from tierwise.service.classify.embed import HashingEmbedder
+    from tierwise.service.classify.model import ProfileClassifier
+    from tierwise.service.classify.task import Task
 
     out = tmp_path / "clf.json"
     assert main(["train", "--seed", "1", "--out", str(out)]) == 0

@@ -8,8 +8,8 @@ from typing import Any
 
 from conftest import DATA
 
-from service.classify import EXPECTED_OUTPUTS, PROFILES
-from service.classify.train import load_corpus, split_of
+from tierwise.service.classify import EXPECTED_OUTPUTS, PROFILES
+from tierwise.service.classify.train import load_corpus, split_of
 
 
 def _eval_rows(pattern: str) -> list[dict[str, Any]]:

@@ -25,9 +25,9 @@ from typing import Any
 import httpx
 import pytest
 
-from bench._server import Server, fast_env, hashing_classifier
-from service.classify.train import load_corpus
-from service.telemetry.store import open_warehouse
+from tierwise.bench._server import Server, fast_env, hashing_classifier
+from tierwise.service.classify.train import load_corpus
+from tierwise.service.telemetry.store import open_warehouse
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,7 +44,7 @@ HTTP_TIMEOUT_S = 15.0
 READER = textwrap.dedent("""
     import json, sys, time, traceback
     from pathlib import Path
-    from service.telemetry.store import open_warehouse
+    from tierwise.service.telemetry.store import open_warehouse
 
     home, log, stop = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
     deadline = time.monotonic() + float(sys.argv[4])

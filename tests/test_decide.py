@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from conftest import MECHANICAL
 
-from service.classify.features import structural_features
-from service.classify.model import Scores
-from service.classify.task import Task
-from service.errors import NoEligibleTier, PolicyInvalid
-from service.policy.decide import decide, routed_profiles
-from service.policy.model import RoutingPolicy, parse_policy
+from tierwise.service.classify.features import structural_features
+from tierwise.service.classify.model import Scores
+from tierwise.service.classify.task import Task
+from tierwise.service.errors import NoEligibleTier, PolicyInvalid
+from tierwise.service.policy.decide import decide, routed_profiles
+from tierwise.service.policy.model import RoutingPolicy, parse_policy
 
 
 def scores(profile: str = "mechanical", prompt_tokens: int = 50, p: float = 1.0) -> Scores:
@@ -181,7 +181,7 @@ def test_empirical_tier_frequencies_match_logged_propensities(policy_dict: dict[
 
 
 def test_adjacent_exploration_picks_the_nearest_eligible_rungs(policy_dict: dict[str, Any]) -> None:
-    from service.policy.decide import explore_matrix
+    from tierwise.service.policy.decide import explore_matrix
 
     policy = parse_policy(policy_dict)  # ladder small, medium, frontier; "adjacent" is the default
     assert policy.explore == "adjacent"
@@ -244,8 +244,8 @@ def test_explored_decision_escalates_only_above_its_tier(policy_dict: dict[str, 
 def test_service_routing_is_reproducible_under_a_seed(make_settings: Callable[..., Any], tmp_path: Path,
                                                       policy_dict: dict[str, Any],
                                                       write_policy: Callable[[dict[str, Any]], Path]) -> None:
-    from service.classify.task import Task
-    from service.components import build
+    from tierwise.service.classify.task import Task
+    from tierwise.service.components import build
 
     policy_dict["exploration"]["ci"] = 0.4
     path = write_policy(policy_dict)

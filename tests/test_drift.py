@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tuner.drift import DriftReport, drift_report, psi, psi_categorical
+from tierwise.tuner.drift import DriftReport, drift_report, psi, psi_categorical
 
 
 def _frame(

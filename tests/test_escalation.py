@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from service.policy.escalation import above, next_step
-from service.policy.model import RoutingPolicy, parse_policy
+from tierwise.service.policy.escalation import above, next_step
+from tierwise.service.policy.model import RoutingPolicy, parse_policy
 
 CHAIN = ["medium", "frontier"]
 

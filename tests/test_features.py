@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from service.classify import EXPECTED_OUTPUTS
-from service.classify.features import (
+from tierwise.service.classify import EXPECTED_OUTPUTS
+from tierwise.service.classify.features import (
     FEATURE_NAMES,
     PROFILE_FEATURES,
     estimate_tokens,
@@ -17,7 +17,7 @@ from service.classify.features import (
     structural_features,
     top_level_modules,
 )
-from service.classify.task import RepoInfo, Task
+from tierwise.service.classify.task import RepoInfo, Task
 
 
 @pytest.mark.parametrize(("text", "tokens"), [("", 1), ("a", 1), ("abcd", 1), ("abcde", 2), ("x" * 400, 100),

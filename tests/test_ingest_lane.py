@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from service.api.lane import IngestLane
-from service.telemetry.journal import connect
-from service.telemetry.store import TelemetryStore
+from tierwise.service.api.lane import IngestLane
+from tierwise.service.telemetry.journal import connect
+from tierwise.service.telemetry.store import TelemetryStore
 
 
 def _whoami() -> tuple[str, int]:

@@ -11,10 +11,10 @@ import pytest
 from conftest import DATA
 from test_classifier_real import TOOL_SETS, MemoEmbedder
 
-from bench.classifier_eval import load_ood
-from service.classify.embed import make_embedder
-from service.classify.model import ProfileClassifier
-from service.classify.task import RepoInfo, Task
+from tierwise.bench.classifier_eval import load_ood
+from tierwise.service.classify.embed import make_embedder
+from tierwise.service.classify.model import ProfileClassifier
+from tierwise.service.classify.task import RepoInfo, Task
 
 pytestmark = pytest.mark.minilm
 

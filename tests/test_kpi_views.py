@@ -49,8 +49,8 @@ from typing import Any
 
 import pytest
 
-from service.cli import main
-from service.telemetry.store import TelemetryStore, open_warehouse
+from tierwise.service.cli import main
+from tierwise.service.telemetry.store import TelemetryStore, open_warehouse
 
 DAY1 = date(2026, 11, 20)
 DAY2 = date(2026, 11, 21)
@@ -253,7 +253,7 @@ def test_on_disk_catalog_built_before_migration_2_is_upgraded(home: Path) -> Non
     """A catalog migrated by an older release (views v1 only) gets the v2 views on the next start."""
     import duckdb
 
-    from service.telemetry.warehouse import build_catalog, migrations
+    from tierwise.service.telemetry.warehouse import build_catalog, migrations
 
     catalog = home / "telemetry" / "tierwise.duckdb"
     segments = home / "telemetry" / "segments"

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 from conftest import MECHANICAL
 
-from bench._server import Server, fast_env, hashing_classifier
+from tierwise.bench._server import Server, fast_env, hashing_classifier
 
 ROUTES = 40
 

@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from bench.simulator import Scenario, Simulator, load_scenario
-from bench.simulator import load_corpus as sim_corpus
-from service.client import ClientError, TierwiseClient
+from tierwise.bench.simulator import Scenario, Simulator, load_scenario
+from tierwise.bench.simulator import load_corpus as sim_corpus
+from tierwise.service.client import ClientError, TierwiseClient
 
 REPO = Path(__file__).resolve().parents[1]
 TASKS_PER_PHASE = 150
@@ -89,10 +89,10 @@ def _publish_shifted(registry: Any, base: Any, delta: float, name: str) -> str:
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    from service.classify.embed import HashingEmbedder
-    from service.classify.train import load_corpus, train
-    from service.policy.registry import make_registry
-    from service.settings import load_settings
+    from tierwise.service.classify.embed import HashingEmbedder
+    from tierwise.service.classify.train import load_corpus, train
+    from tierwise.service.policy.registry import make_registry
+    from tierwise.service.settings import load_settings
 
     home = tmp_path_factory.mktemp("tierwise-home")
     classifier = home / "classifier.hashing.json"
@@ -147,7 +147,7 @@ def _outputs(nb: Any) -> tuple[list[str], int, list[str]]:
 
 @pytest.mark.slow
 def test_notebook_runs_against_a_live_server(live: Live) -> None:
-    from tuner import notebook_report
+    from tierwise.tuner import notebook_report
 
     assert live.proc.poll() is None, "the server must be running while the notebook reads telemetry"
     time.sleep(1.5)  # let the server's background export run, so both exporters race for real
@@ -190,7 +190,7 @@ def test_notebook_runs_against_a_live_server(live: Live) -> None:
 @pytest.mark.slow
 def test_report_cli_writes_html_even_when_a_cell_fails(live: Live, tmp_path: Path,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
-    from tuner import notebook_report
+    from tierwise.tuner import notebook_report
 
     out = tmp_path / "report.html"
     code = notebook_report.main(["--home", str(live.home), "--start", "2026-13-45", "--out", str(out)])

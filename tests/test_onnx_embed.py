@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from conftest import REPO
 
-from service.classify.embed import MiniLMEmbedder
-from service.classify.onnx_embed import OnnxMiniLMEmbedder, ensure_model
-from service.errors import ConfigError
+from tierwise.service.classify.embed import MiniLMEmbedder
+from tierwise.service.classify.onnx_embed import OnnxMiniLMEmbedder, ensure_model
+from tierwise.service.errors import ConfigError
 
 pytestmark = pytest.mark.minilm
 
@@ -65,7 +65,7 @@ def test_long_prompts_are_truncated_not_rejected(onnx: OnnxMiniLMEmbedder) -> No
 def test_the_model_is_built_once_and_reused(tmp_path: Path) -> None:
     """Two processes start on an empty cache at once, as two workers do: one file results, torch
     is loaded only by the build child, and a later call reuses the file."""
-    code = ("import sys; from pathlib import Path; from service.classify.onnx_embed import ensure_model; "
+    code = ("import sys; from pathlib import Path; from tierwise.service.classify.onnx_embed import ensure_model; "
             "print(ensure_model(Path(sys.argv[1])), 'torch' in sys.modules)")
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], cwd=REPO, env=env,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tuner.ope import (
+from tierwise.tuner.ope import (
     Estimate,
     PolicyEstimate,
     doubly_robust,

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from conftest import MECHANICAL
 
-from service.telemetry.store import open_warehouse
+from tierwise.service.telemetry.store import open_warehouse
 
 
 @pytest.fixture
@@ -382,7 +382,7 @@ def server_url(settings: Any) -> Any:
 
     import uvicorn
 
-    from service.api.app import create_app
+    from tierwise.service.api.app import create_app
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -400,7 +400,7 @@ def server_url(settings: Any) -> Any:
 
 
 def test_typed_client_walks_the_loop(server_url: str) -> None:
-    from service.client import ClientError, TierwiseClient
+    from tierwise.service.client import ClientError, TierwiseClient
 
     with TierwiseClient(server_url) as tw:
         assert tw.health().status == "ok"
@@ -423,7 +423,7 @@ def test_typed_client_walks_the_loop(server_url: str) -> None:
 def test_typed_client_turns_a_non_json_error_into_a_client_error() -> None:
     import httpx
 
-    from service.client import ClientError, TierwiseClient
+    from tierwise.service.client import ClientError, TierwiseClient
 
     transport = httpx.MockTransport(lambda req: httpx.Response(502, text="<html>Bad Gateway</html>"))
     with TierwiseClient("http://proxy", transport=transport) as tw, pytest.raises(ClientError) as info:
@@ -474,9 +474,9 @@ def _raced_recorder(client: Any, settings: Any, rival: Any) -> tuple[Any, list[A
     """A recorder whose first plan is overtaken: between its unlocked read and its write, a second
     worker (its own connection to the same journal) records ``rival``. Returns it and that
     worker's response (once recorded)."""
-    from service.outcomes import OutcomeRecorder
-    from service.telemetry.journal import Journal, connect
-    from service.telemetry.store import TelemetryPaths
+    from tierwise.service.outcomes import OutcomeRecorder
+    from tierwise.service.telemetry.journal import Journal, connect
+    from tierwise.service.telemetry.store import TelemetryPaths
 
     holder = client.app.state.parts.holder
     other = OutcomeRecorder(Journal(connect(TelemetryPaths(settings.telemetry_dir).journal)), holder)
@@ -494,7 +494,7 @@ def _raced_recorder(client: Any, settings: Any, rival: Any) -> tuple[Any, list[A
 def test_a_report_overtaken_between_read_and_write_is_read_again(client: Any, settings: Any) -> None:
     """The write lock is not held while the rules run, so the write re-checks the attempts: the
     same report recorded by another worker in between makes this one a duplicate, stored once."""
-    from service.outcomes import Report
+    from tierwise.service.outcomes import Report
 
     d = route(client)
     rep = Report(decision_id=d["decision_id"], attempt=0, tier="small", resolved=False, cost_usd=0.1,
@@ -509,8 +509,8 @@ def test_a_report_overtaken_between_read_and_write_is_read_again(client: Any, se
 
 
 def test_a_different_report_overtaking_is_a_conflict_not_a_second_row(client: Any, settings: Any) -> None:
-    from service.errors import OutcomeConflict
-    from service.outcomes import Report
+    from tierwise.service.errors import OutcomeConflict
+    from tierwise.service.outcomes import Report
 
     d = route(client)
     mine = Report(decision_id=d["decision_id"], attempt=0, tier="small", resolved=True, cost_usd=0.1)

@@ -17,18 +17,18 @@ import numpy as np
 import pytest
 from conftest import RESTRICTED_CAPABILITIES
 
-from service.classify.embed import HashingEmbedder
-from service.classify.model import ProfileClassifier
-from service.classify.success import SUCCESS_FEATURES
-from service.classify.task import Task
-from service.errors import NoEligibleTier
-from service.policy.holder import PolicyHolder
-from service.policy.model import RoutingPolicy, parse_policy
-from service.routing import Router
-from service.telemetry.store import TelemetryStore
-from tuner.dataset import load_logged
-from tuner.replay import replay_chain, replay_greedy, replay_tier
-from tuner.search import Evaluator
+from tierwise.service.classify.embed import HashingEmbedder
+from tierwise.service.classify.model import ProfileClassifier
+from tierwise.service.classify.success import SUCCESS_FEATURES
+from tierwise.service.classify.task import Task
+from tierwise.service.errors import NoEligibleTier
+from tierwise.service.policy.holder import PolicyHolder
+from tierwise.service.policy.model import RoutingPolicy, parse_policy
+from tierwise.service.routing import Router
+from tierwise.service.telemetry.store import TelemetryStore
+from tierwise.tuner.dataset import load_logged
+from tierwise.tuner.replay import replay_chain, replay_greedy, replay_tier
+from tierwise.tuner.search import Evaluator
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 
@@ -55,7 +55,7 @@ def _policies(default: dict[str, Any]) -> list[RoutingPolicy]:
 
 
 def _tasks(n: int) -> list[tuple[Task, str]]:
-    from service.classify.train import load_corpus
+    from tierwise.service.classify.train import load_corpus
 
     rows = load_corpus(DATA / "corpus")
     rng = random.Random(11)
@@ -120,7 +120,7 @@ def test_vectorised_replay_reproduces_logged_tiers(logged: tuple[Path, list[Rout
 
 def test_per_row_replay_agrees(logged: tuple[Path, list[RoutingPolicy]]) -> None:
     home, policies = logged
-    from service.telemetry.store import open_warehouse
+    from tierwise.service.telemetry.store import open_warehouse
 
     wh = open_warehouse(home)
     rows = wh.df("SELECT * FROM decisions").to_dict("records")

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from conftest import DATA
 
-from service.errors import PolicyInvalid
-from service.policy.model import TEMPERATURE_RANGES, RoutingPolicy, parse_policy
+from tierwise.service.errors import PolicyInvalid
+from tierwise.service.policy.model import TEMPERATURE_RANGES, RoutingPolicy, parse_policy
 
 Mutation = Callable[[dict[str, Any]], None]
 
@@ -115,7 +115,7 @@ def test_service_refuses_to_start_on_a_bad_policy_file(make_settings: Callable[.
                                                        policy_dict: dict[str, Any], tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
 
-    from service.api.app import create_app
+    from tierwise.service.api.app import create_app
 
     policy_dict["thresholds"]["ci"]["local"] = 2.0
     bad = tmp_path / "bad.json"

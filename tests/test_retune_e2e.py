@@ -28,11 +28,11 @@ from typing import Any
 import httpx
 import pytest
 
-from bench.simulator import Scenario, SimTask, Simulator, load_corpus, load_scenario
-from service.client import TierwiseClient
-from service.policy.registry import CHALLENGER, CHAMPION, make_registry
-from service.settings import Settings, load_settings
-from tuner.retune import run_retune
+from tierwise.bench.simulator import Scenario, SimTask, Simulator, load_corpus, load_scenario
+from tierwise.service.client import TierwiseClient
+from tierwise.service.policy.registry import CHALLENGER, CHAMPION, make_registry
+from tierwise.service.settings import Settings, load_settings
+from tierwise.tuner.retune import run_retune
 
 pytestmark = pytest.mark.slow
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
-from service.errors import ConfigError
-from service.settings import Settings, load_settings
+from tierwise.service.errors import ConfigError
+from tierwise.service.settings import Settings, load_settings
 
 
 def test_defaults() -> None:
@@ -67,7 +67,7 @@ def test_bad_env_value_names_the_variable_and_the_value(monkeypatch: pytest.Monk
 def _cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
     full = {k: v for k, v in os.environ.items() if not k.startswith("TIERWISE_")}
     full.update(env)
-    return subprocess.run([sys.executable, "-m", "service.cli", *args], env=full, cwd=cwd, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "tierwise.service.cli", *args], env=full, cwd=cwd, capture_output=True,
                           text=True, timeout=120)
 
 

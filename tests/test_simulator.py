@@ -12,7 +12,7 @@ import jsonschema
 import numpy as np
 import pytest
 
-from bench.simulator import (
+from tierwise.bench.simulator import (
     PROFILES,
     VALID_OUTPUT_SCHEMA,
     Attempt,

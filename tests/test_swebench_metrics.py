@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from bench import routing_metrics as rm
-from bench import swebench_data
-from bench.swebench_data import DataUnavailable, SwebenchData, folds, load_swebench
+from tierwise.bench import routing_metrics as rm
+from tierwise.bench import swebench_data
+from tierwise.bench.swebench_data import DataUnavailable, SwebenchData, folds, load_swebench
 
 try:
     DATA: SwebenchData = load_swebench()

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from conftest import DATA
 
-from service.classify import CAPABILITIES
-from service.classify.tools import ToolVocabulary, normalise, vocabulary
-from service.errors import PolicyInvalid
-from service.policy.model import parse_policy
+from tierwise.service.classify import CAPABILITIES
+from tierwise.service.classify.tools import ToolVocabulary, normalise, vocabulary
+from tierwise.service.errors import PolicyInvalid
+from tierwise.service.policy.model import parse_policy
 
 HARNESS_SETS = {
     "claude_code": ["Bash", "Read", "Write", "Edit", "MultiEdit", "Glob", "Grep", "LS", "WebFetch", "WebSearch",

@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from service.classify import PROFILES
-from service.telemetry.store import TelemetryStore
-from tuner.dataset import load_logged, split_holdout, training_rows
+from tierwise.service.classify import PROFILES
+from tierwise.service.telemetry.store import TelemetryStore
+from tierwise.tuner.dataset import load_logged, split_holdout, training_rows
 
 
 def _decision(did: str, tier: str, chain: list[str], propensity: float = 0.95, ts: float = 1000.0) -> dict[str, Any]:

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from service.errors import TelemetryTooThin
-from service.policy.model import RoutingPolicy, parse_policy
-from service.policy.registry import CHALLENGER, CHAMPION, make_registry
-from service.settings import Settings, load_settings
-from service.telemetry.store import TelemetryStore
-from tuner.retune import EXPERIMENT, promotion_gate, run_retune
-from tuner.synthetic import DEFAULT_TRUTH, synthetic_batches, write_synthetic
+from tierwise.service.errors import TelemetryTooThin
+from tierwise.service.policy.model import RoutingPolicy, parse_policy
+from tierwise.service.policy.registry import CHALLENGER, CHAMPION, make_registry
+from tierwise.service.settings import Settings, load_settings
+from tierwise.service.telemetry.store import TelemetryStore
+from tierwise.tuner.retune import EXPERIMENT, promotion_gate, run_retune
+from tierwise.tuner.synthetic import DEFAULT_TRUTH, synthetic_batches, write_synthetic
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 DAY = 86400.0
@@ -61,7 +61,7 @@ def test_too_thin_raises_and_cli_exits_2(tmp_path: Path, monkeypatch: pytest.Mon
     _write(tmp_path, 400)
     with pytest.raises(TelemetryTooThin, match="400"):
         run_retune(_settings(tmp_path), min_decisions=1000, progress=False, now=NOW)
-    from service.cli import main
+    from tierwise.service.cli import main
 
     monkeypatch.setenv("TIERWISE_HOME", str(tmp_path))
     assert main(["retune", "--no-progress", "--min-decisions", "1000"]) == 2

@@ -9,11 +9,11 @@ from typing import Any
 
 import numpy as np
 
-from service.policy.model import RoutingPolicy, parse_policy
-from service.telemetry.store import TelemetryStore
-from tuner.dataset import load_logged
-from tuner.search import Evaluator, champion_params, run_study, with_params
-from tuner.synthetic import Truth, write_synthetic
+from tierwise.service.policy.model import RoutingPolicy, parse_policy
+from tierwise.service.telemetry.store import TelemetryStore
+from tierwise.tuner.dataset import load_logged
+from tierwise.tuner.search import Evaluator, champion_params, run_study, with_params
+from tierwise.tuner.synthetic import Truth, write_synthetic
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from service.classify.success import SUCCESS_FEATURES, tier_score_matrix
-from tuner.dataset import TrainingRows
-from tuner.success_fit import fit_success_models
+from tierwise.service.classify.success import SUCCESS_FEATURES, tier_score_matrix
+from tierwise.tuner.dataset import TrainingRows
+from tierwise.tuner.success_fit import fit_success_models
 
 TIERS = ["small", "medium", "frontier"]
 OFFSET = np.array([-0.6, 0.6, 1.2])  # bigger tiers succeed more often at equal difficulty

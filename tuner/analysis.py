@@ -40,11 +40,11 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 
-from service.policy.model import RoutingPolicy, parse_policy
-from service.telemetry.warehouse import Warehouse, kpi_select
-from tuner.drift import DriftReport, drift_report
-from tuner.ope import estimate_policy, ips_weights, snips
-from tuner.replay import replay_tier
+from tierwise.service.policy.model import RoutingPolicy, parse_policy
+from tierwise.service.telemetry.warehouse import Warehouse, kpi_select
+from tierwise.tuner.drift import DriftReport, drift_report
+from tierwise.tuner.ope import estimate_policy, ips_weights, snips
+from tierwise.tuner.replay import replay_tier
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 OUTCOMES: tuple[str, ...] = ("resolved", "overridden", "escalated→resolved", "queued", "failed", "pending")
@@ -181,7 +181,7 @@ def _bool(x: Any) -> bool:
 # ---------------------------------------------------------------------------------------------
 
 class RegistryLike(Protocol):
-    """The part of ``service.policy.registry.PolicyRegistry`` this module reads."""
+    """The part of ``tierwise.service.policy.registry.PolicyRegistry`` this module reads."""
 
     def versions(self) -> list[Any]: ...
     def alias(self, alias: str) -> str | None: ...
@@ -194,12 +194,12 @@ def open_registry(home: Path) -> RegistryLike | None:
 
     A registry that is there but cannot be read is an error, not None: a notebook that silently
     drops the promotions would misread every KPI by version."""
-    from service.settings import load_settings
+    from tierwise.service.settings import load_settings
 
     settings = load_settings(home=home)
     if not settings.registry_uri and not (home / "mlflow" / "mlflow.db").exists():
         return None
-    from service.policy.registry import make_registry
+    from tierwise.service.policy.registry import make_registry
 
     reg = make_registry(settings)
     return reg if reg.versions() else None
@@ -248,7 +248,7 @@ def promotions(registry: RegistryLike | None, decisions: pd.DataFrame) -> pd.Dat
 
 def policy_from_home(home: Path) -> RoutingPolicy:
     """The last policy the service served (its on-disk cache), else the bootstrap policy file."""
-    from service.paths import default_policy_file
+    from tierwise.service.paths import default_policy_file
 
     cache = home / "policy" / "last_good.json"
     path = cache if cache.exists() else default_policy_file()
@@ -852,7 +852,7 @@ def split_windows(frame: pd.DataFrame, promos: pd.DataFrame, split_at: str | dat
 
 
 def drift(windows: Windows, *, threshold: float = 0.2, min_rows: int = 30) -> DriftReport:
-    """``tuner.drift.drift_report`` on the notebook's features, with per-tier first-attempt success."""
+    """``tierwise.tuner.drift.drift_report`` on the notebook's features, with per-tier first-attempt success."""
     return drift_report(windows.train, windows.recent, numeric=list(DRIFT_NUMERIC),
                         categorical=list(DRIFT_CATEGORICAL), tier_col="tier", resolved_col="first_resolved",
                         threshold=threshold, min_rows=min_rows)
@@ -905,7 +905,7 @@ def plot_drift(windows: Windows, report: DriftReport, ladder: Sequence[str] | No
 def replay_targets(decisions: pd.DataFrame, episodes: pd.DataFrame,
                    policies: Mapping[str, RoutingPolicy]) -> pd.DataFrame:
     """For each decision with an outcome: the logged tier, propensity, episode outcome, and the tier
-    each policy would pick (``tuner.replay.replay_tier``: the service's own decision code, no exploration)."""
+    each policy would pick (``tierwise.tuner.replay.replay_tier``: the service's own decision code, no exploration)."""
     base = ["decision_id", "profile", "logged", "propensity", "resolved", "cost_usd"]
     if decisions.empty or episodes.empty:
         return pd.DataFrame(columns=[*base, *policies])
@@ -922,7 +922,7 @@ def replay_targets(decisions: pd.DataFrame, episodes: pd.DataFrame,
 
 def what_if(targets: pd.DataFrame, labels: Mapping[str, str], *, n_boot: int = 200,
             seed: int = 0) -> pd.DataFrame:
-    """Off-policy estimates (``tuner.ope.estimate_policy``) of each policy column of ``targets``,
+    """Off-policy estimates (``tierwise.tuner.ope.estimate_policy``) of each policy column of ``targets``,
     next to what the logs actually show. Outcomes are per episode (escalations included)."""
     cols = ["policy", "resolution_rate", "resolution_low", "resolution_high", "cost_per_task",
             "cost_per_resolved", "cpr_low", "cpr_high", "resolution_snips", "cost_per_resolved_snips",

@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 
-from service.jsonsafe import jsonable
-from service.settings import Settings
+from tierwise.service.jsonsafe import jsonable
+from tierwise.service.settings import Settings
 
 
 def cmd_retune(args: argparse.Namespace, settings: Settings) -> int:
-    from tuner.retune import run_retune
+    from tierwise.tuner.retune import run_retune
 
     result = run_retune(settings, dry_run=args.dry_run, if_drift=args.if_drift, trials=args.trials,
                         holdout_days=args.holdout_days, min_decisions=args.min_decisions, seed=args.seed,

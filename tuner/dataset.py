@@ -24,9 +24,9 @@ import pandas as pd
 import pyarrow as pa
 from numpy.typing import NDArray
 
-from service.classify import HARNESSES, PROFILES
-from service.classify.success import SUCCESS_FEATURES
-from service.policy.decide import tools_matrix
+from tierwise.service.classify import HARNESSES, PROFILES
+from tierwise.service.classify.success import SUCCESS_FEATURES
+from tierwise.service.policy.decide import tools_matrix
 
 MAX_ATTEMPTS = 3
 FEATURE_KEYS: tuple[str, ...] = SUCCESS_FEATURES[len(PROFILES) + 1:]
@@ -213,7 +213,7 @@ def table_to_data(tbl: pa.Table) -> LoggedData:
 
 def load_logged(home: Path) -> tuple[LoggedData, int]:
     """(decisions with outcomes, count of all logged decisions) from the telemetry under ``home``."""
-    from service.telemetry.store import open_warehouse
+    from tierwise.service.telemetry.store import open_warehouse
 
     try:
         wh = open_warehouse(home)
@@ -274,7 +274,7 @@ def split_holdout(data: LoggedData, *, holdout_days: float, now: float, min_frac
 
 
 def drift_frame(data: LoggedData) -> pd.DataFrame:
-    """What tuner.drift compares: the success features, harness, profile, first tier and its label."""
+    """What tierwise.tuner.drift compares: the success features, harness, profile, first tier and its label."""
     out: dict[str, Any] = {name: data.x[:, i] for i, name in enumerate(SUCCESS_FEATURES)}
     out.update(harness=data.harness, profile=data.profile, tier=data.tier,
                resolved=data.attempt_labels[:, 0].astype(np.float64) if len(data) else np.zeros(0))

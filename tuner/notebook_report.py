@@ -1,6 +1,6 @@
 """Execute ``notebooks/misroutes.ipynb`` headless and write it as HTML under ``$TIERWISE_HOME/reports/``.
 
-``make notebook-report`` runs ``python -m tuner.notebook_report``. Parameters are injected the way
+``make notebook-report`` runs ``python -m tierwise.tuner.notebook_report``. Parameters are injected the way
 papermill does it: a cell tagged ``injected-parameters`` right after the cell tagged ``parameters``,
 so the notebook's own defaults stay readable and the report shows what it was run with. The notebook
 only reads telemetry (in-memory DuckDB over exported Parquet), so this is safe while the service runs.
@@ -32,7 +32,7 @@ def inject_parameters(nb: NotebookNode, params: Mapping[str, Any]) -> NotebookNo
     """A copy of ``nb`` with ``params`` assigned in a new cell after the ``parameters`` cell."""
     out = copy.deepcopy(nb)
     out.cells = [c for c in out.cells if INJECTED_TAG not in _tags(c)]
-    lines = ["# Parameters injected by tuner.notebook_report", *(f"{k} = {v!r}" for k, v in params.items())]
+    lines = ["# Parameters injected by tierwise.tuner.notebook_report", *(f"{k} = {v!r}" for k, v in params.items())]
     cell = nbformat.v4.new_code_cell("\n".join(lines), metadata={"tags": [INJECTED_TAG]})  # type: ignore[no-untyped-call]
     index = next((i + 1 for i, c in enumerate(out.cells) if "parameters" in _tags(c)), 0)
     out.cells.insert(index, cell)
@@ -79,7 +79,7 @@ def to_html(nb: NotebookNode) -> str:
 
 
 def default_home() -> Path:
-    from service.settings import load_settings
+    from tierwise.service.settings import load_settings
 
     return load_settings().home
 
@@ -90,7 +90,7 @@ def report_path(home: Path, now: datetime | None = None) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m tuner.notebook_report",
+    p = argparse.ArgumentParser(prog="python -m tierwise.tuner.notebook_report",
                                 description="Execute notebooks/misroutes.ipynb headless and save it as HTML.")
     p.add_argument("--home", type=Path, help="TIERWISE_HOME to analyse (default: $TIERWISE_HOME or ./var)")
     p.add_argument("--start", help="first day, YYYY-MM-DD (UTC, inclusive)")

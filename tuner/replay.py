@@ -1,7 +1,7 @@
 """Replay logged decisions under any policy through the service's own scoring and decision code.
 
 This is the seam that keeps the tuner honest (semantic-router's ``fit()`` idea): a candidate is
-judged by what ``service.policy.decide`` would do, not by a re-implementation of it.
+judged by what ``tierwise.service.policy.decide`` would do, not by a re-implementation of it.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from service.classify import HARNESSES, PROFILES
-from service.classify.success import tier_score_matrix
-from service.errors import NoEligibleTier
-from service.policy.decide import (
+from tierwise.service.classify import HARNESSES, PROFILES
+from tierwise.service.classify.success import tier_score_matrix
+from tierwise.service.errors import NoEligibleTier
+from tierwise.service.policy.decide import (
     BoolMatrix,
     IntArray,
     context_tokens,
@@ -28,9 +28,9 @@ from service.policy.decide import (
     routed_profiles,
     routed_success_features,
 )
-from service.policy.model import RoutingPolicy
-from service.routing import scores_from_row
-from tuner.dataset import LoggedData
+from tierwise.service.policy.model import RoutingPolicy
+from tierwise.service.routing import scores_from_row
+from tierwise.tuner.dataset import LoggedData
 
 FloatMatrix = NDArray[np.float64]
 

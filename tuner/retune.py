@@ -1,15 +1,15 @@
 """``make retune``: learn a new routing policy from telemetry, judge it off-policy, publish it.
 
-Steps: load decisions with outcomes (``tuner.dataset``); hold out the last N days (or a hash
+Steps: load decisions with outcomes (``tierwise.tuner.dataset``); hold out the last N days (or a hash
 split when the window is degenerate); fit per-tier calibrated success models with
-inverse-propensity weights (``tuner.success_fit``); search thresholds, and the escalation ladder
-when there are more than 3 tiers, with Optuna on the training slice (``tuner.search``); estimate
-champion and candidate on the holdout with SNIPS/DR and bootstrap intervals (``tuner.ope``);
+inverse-propensity weights (``tierwise.tuner.success_fit``); search thresholds, and the escalation ladder
+when there are more than 3 tiers, with Optuna on the training slice (``tierwise.tuner.search``); estimate
+champion and candidate on the holdout with SNIPS/DR and bootstrap intervals (``tierwise.tuner.ope``);
 log one MLflow run; register the candidate as a new policy version; move ``champion`` only if
 the candidate is cheaper per resolved task by ``margin`` and its resolution interval does not
 say it is below the floor; otherwise it becomes the ``challenger``.
 
-Every candidate choice is made by ``service.policy.decide``'s own vectorised functions.
+Every candidate choice is made by ``tierwise.service.policy.decide``'s own vectorised functions.
 """
 
 from __future__ import annotations
@@ -25,17 +25,17 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from service.errors import RetuneFailed, TelemetryTooThin
-from service.paths import default_policy_file
-from service.policy.model import RoutingPolicy, parse_policy
-from service.policy.registry import CHALLENGER, CHAMPION, PolicyRegistry, make_registry
-from service.settings import Settings
-from tuner.dataset import LoggedData, drift_frame, load_logged, split_holdout, training_rows
-from tuner.drift import DriftReport, drift_report
-from tuner.ope import estimate_policy
-from tuner.replay import tier_codes
-from tuner.search import Evaluator, StudyResult, TrialRecord, headline, run_study, with_params
-from tuner.success_fit import SuccessFit, fit_success_models, prior_means
+from tierwise.service.errors import RetuneFailed, TelemetryTooThin
+from tierwise.service.paths import default_policy_file
+from tierwise.service.policy.model import RoutingPolicy, parse_policy
+from tierwise.service.policy.registry import CHALLENGER, CHAMPION, PolicyRegistry, make_registry
+from tierwise.service.settings import Settings
+from tierwise.tuner.dataset import LoggedData, drift_frame, load_logged, split_holdout, training_rows
+from tierwise.tuner.drift import DriftReport, drift_report
+from tierwise.tuner.ope import estimate_policy
+from tierwise.tuner.replay import tier_codes
+from tierwise.tuner.search import Evaluator, StudyResult, TrialRecord, headline, run_study, with_params
+from tierwise.tuner.success_fit import SuccessFit, fit_success_models, prior_means
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,8 @@
 """Off-policy evaluation of candidate policies and the Optuna search over thresholds.
 
 A candidate's choice for every logged decision comes from the service's own decision functions
-(``tuner.replay.replay_greedy`` → ``service.policy.decide.greedy_indices`` and
-``escalation_chains``), and its value from ``tuner.ope.estimate_policy``. What OPE matches on is
+(``tierwise.tuner.replay.replay_greedy`` → ``tierwise.service.policy.decide.greedy_indices`` and
+``escalation_chains``), and its value from ``tierwise.tuner.ope.estimate_policy``. What OPE matches on is
 the whole action: the first tier *and* the escalation chain behind it, since both decide what an
 episode costs and whether it resolves.
 """
@@ -16,12 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from service.classify import HARNESSES, PROFILES
-from service.policy.decide import escalation_chains, greedy_indices
-from service.policy.model import Escalation, RoutingPolicy
-from tuner.dataset import LoggedData
-from tuner.ope import PolicyEstimate, estimate_policy
-from tuner.replay import ReplayBase, action_codes, replay_base, row_thresholds, tier_codes
+from tierwise.service.classify import HARNESSES, PROFILES
+from tierwise.service.policy.decide import escalation_chains, greedy_indices
+from tierwise.service.policy.model import Escalation, RoutingPolicy
+from tierwise.tuner.dataset import LoggedData
+from tierwise.tuner.ope import PolicyEstimate, estimate_policy
+from tierwise.tuner.replay import ReplayBase, action_codes, replay_base, row_thresholds, tier_codes
 
 THRESHOLD_LOW, THRESHOLD_HIGH = 0.05, 0.99
 
@@ -29,7 +29,7 @@ THRESHOLD_LOW, THRESHOLD_HIGH = 0.05, 0.99
 def _action_means(logged: np.ndarray[Any, Any], target: np.ndarray[Any, Any],
                   values: np.ndarray[Any, Any]) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
     """Per-action mean outcome at the logged and the target action (the global mean for an
-    action never logged): ``tuner.ope``'s default outcome model, computed with ``bincount``
+    action never logged): ``tierwise.tuner.ope``'s default outcome model, computed with ``bincount``
     on the small non-negative action codes instead of a sort, because it runs every trial."""
     size = int(max(logged.max(initial=0), target.max(initial=0))) + 2
     lc, tc = logged + 1, target + 1  # -1 (no action) becomes bucket 0

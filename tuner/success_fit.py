@@ -19,9 +19,9 @@ from numpy.typing import NDArray
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
-from service.classify.success import SUCCESS_FEATURES
-from service.policy.model import SuccessModelSpec
-from tuner.dataset import TrainingRows
+from tierwise.service.classify.success import SUCCESS_FEATURES
+from tierwise.service.policy.model import SuccessModelSpec
+from tierwise.tuner.dataset import TrainingRows
 
 MIN_ROWS = 30  # per tier, with both outcomes present; below it the tier gets a constant model
 PRIOR_STRENGTH = 20.0  # pseudo-rows of the prior mean used to smooth a constant model

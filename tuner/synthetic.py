@@ -2,7 +2,7 @@
 
 Decisions are made by the service's own vectorised decision functions under a logging policy
 (greedy choice, exploration with logged propensities, escalation chains), and outcomes follow
-``service.outcomes``' rules: a failed attempt escalates along the chain (or to the override
+``tierwise.service.outcomes``' rules: a failed attempt escalates along the chain (or to the override
 tier) at most ``max_steps`` times, then the task goes to the human queue. Rows are built as the
 journal stores them, so they can be written with ``Journal.insert_many``.
 """
@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from service.classify import HARNESSES, PROFILES
-from service.classify.success import SUCCESS_FEATURES, tier_score_matrix
-from service.policy.decide import (
+from tierwise.service.classify import HARNESSES, PROFILES
+from tierwise.service.classify.success import SUCCESS_FEATURES, tier_score_matrix
+from tierwise.service.policy.decide import (
     context_tokens,
     eligible_matrix,
     escalation_chains,
@@ -27,9 +27,9 @@ from service.policy.decide import (
     routed_profiles,
     tools_matrix,
 )
-from service.policy.escalation import next_step
-from service.policy.model import RoutingPolicy
-from tuner.replay import threshold_table
+from tierwise.service.policy.escalation import next_step
+from tierwise.service.policy.model import RoutingPolicy
+from tierwise.tuner.replay import threshold_table
 
 TOOL_SETS: tuple[tuple[str, ...], ...] = (
     (), ("read_file", "edit_file"), ("read_file", "edit_file", "run_tests"),

@@ -8,13 +8,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from service import components
-from service.api import errors
-from service.api.lane import IngestLane
-from service.api.limits import BodyLimit
-from service.api.metrics import make_metrics, worker_exit
-from service.api.routes import router as v1
-from service.settings import Settings, load_settings
+from tierwise.service import components
+from tierwise.service.api import errors
+from tierwise.service.api.lane import IngestLane
+from tierwise.service.api.limits import BodyLimit
+from tierwise.service.api.metrics import make_metrics, worker_exit
+from tierwise.service.api.routes import router as v1
+from tierwise.service.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             parts.store.start_background_export(settings.export_interval_s)
         poller = None
         if settings.use_registry:
-            from service.policy.registry import PolicyPoller
+            from tierwise.service.policy.registry import PolicyPoller
 
             poller = PolicyPoller(settings, parts.holder, metrics)
             poller.start()

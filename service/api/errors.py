@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service import errors as e
+from tierwise.service import errors as e
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.api.errors import error_body
+from tierwise.service.api.errors import error_body
 
 
 class BodyLimit:

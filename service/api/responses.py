@@ -1,5 +1,5 @@
 """Response bodies of the v1 contract, declared once: the routes serve them as ``response_model``
-(so ``/openapi.json`` documents every response) and ``service.client`` validates into them.
+(so ``/openapi.json`` documents every response) and ``tierwise.service.client`` validates into them.
 
 Models are lenient about extra keys on the way in (``extra="allow"``), so a client keeps working
 against a newer server that adds a field, and strict about the types of the fields they name."""
@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.classify import FailureKind, NextAction, Profile
+from tierwise.service.classify import FailureKind, NextAction, Profile
 
 _OPEN = ConfigDict(extra="allow", populate_by_name=True)
 

@@ -11,14 +11,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from service.api.metrics import Metrics, scrape
-from service.api.responses import ERRORS, HealthOut, OutcomeOut, PolicyOut, QueueOut, ResolvedOut, RouteOut
-from service.api.schemas import OutcomeIn, QueueResolveIn, RouteIn
-from service.classify.task import RepoInfo, Task
-from service.components import Components
-from service.errors import InvalidInput
-from service.outcomes import Report, resolve_queue_item
-from service.telemetry.journal import Journal
+from tierwise.service.api.metrics import Metrics, scrape
+from tierwise.service.api.responses import ERRORS, HealthOut, OutcomeOut, PolicyOut, QueueOut, ResolvedOut, RouteOut
+from tierwise.service.api.schemas import OutcomeIn, QueueResolveIn, RouteIn
+from tierwise.service.classify.task import RepoInfo, Task
+from tierwise.service.components import Components
+from tierwise.service.errors import InvalidInput
+from tierwise.service.outcomes import Report, resolve_queue_item
+from tierwise.service.telemetry.journal import Journal
 
 router = APIRouter(responses=ERRORS)
 

@@ -9,8 +9,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from service.classify import ExpectedOutput, FailureKind
-from service.classify import Harness as HarnessName
+from tierwise.service.classify import ExpectedOutput, FailureKind
+from tierwise.service.classify import Harness as HarnessName
 
 # Any harness's tool name (``Bash``, ``str_replace_editor``, ``mcp__github__create_issue``…):
 # printable, no spaces at the ends, bounded. Unknown names are kept and reported, never refused.

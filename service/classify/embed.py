@@ -92,7 +92,7 @@ def make_embedder(kind: str, threads: int | None = None, cache_dir: Path | None 
     if kind == "minilm":
         return MiniLMEmbedder(threads=threads)
     if kind == "minilm-int8":
-        from service.classify.onnx_embed import OnnxMiniLMEmbedder
+        from tierwise.service.classify.onnx_embed import OnnxMiniLMEmbedder
 
         return OnnxMiniLMEmbedder(cache_dir, threads=threads)
     if kind == "hashing":

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, roc_auc_score
 
-from service.classify import PROFILES
-from service.classify.model import ProfileClassifier
-from service.classify.task import Task
+from tierwise.service.classify import PROFILES
+from tierwise.service.classify.model import ProfileClassifier
+from tierwise.service.classify.task import Task
 
 ECE_BINS = 10
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import math
 import re
 
-from service.classify import EXPECTED_OUTPUTS
-from service.classify.task import Task
+from tierwise.service.classify import EXPECTED_OUTPUTS
+from tierwise.service.classify.task import Task
 
 # Keyword cues per profile; matched as whole words on the lower-cased prompt.
 KEYWORDS: dict[str, tuple[str, ...]] = {

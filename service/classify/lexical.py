@@ -20,7 +20,7 @@ from itertools import pairwise
 
 import numpy as np
 
-from service.classify.embed import MAX_EMBED_CHARS
+from tierwise.service.classify.embed import MAX_EMBED_CHARS
 
 _TOKEN = re.compile(r"(?u)\b\w\w+\b")
 

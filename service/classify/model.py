@@ -5,7 +5,7 @@
 - the lexical expert: TF-IDF word n-grams of the whole prompt (``lexical.py``).
 Their logits are pooled with a fixed weight and calibrated with one temperature, both chosen on
 writers the training held out. The artefact is plain numbers (no pickle), so it loads under any
-numpy/scikit-learn version and can be diffed in review. Training lives in ``service.classify.train``.
+numpy/scikit-learn version and can be diffed in review. Training lives in ``tierwise.service.classify.train``.
 """
 
 from __future__ import annotations
@@ -18,11 +18,17 @@ from typing import Any
 
 import numpy as np
 
-from service.classify.embed import Embedder
-from service.classify.features import PROFILE_FEATURES, estimate_tokens, keyword_hits, profile_mask, structural_features
-from service.classify.lexical import Tfidf
-from service.classify.task import Task
-from service.errors import ArtifactMissing
+from tierwise.service.classify.embed import Embedder
+from tierwise.service.classify.features import (
+    PROFILE_FEATURES,
+    estimate_tokens,
+    keyword_hits,
+    profile_mask,
+    structural_features,
+)
+from tierwise.service.classify.lexical import Tfidf
+from tierwise.service.classify.task import Task
+from tierwise.service.errors import ArtifactMissing
 
 ARTIFACT_FORMAT = 2
 

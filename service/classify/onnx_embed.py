@@ -28,9 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from service.classify.embed import EMBEDDING_DIM, MAX_EMBED_CHARS
-from service.errors import ConfigError
-from service.locks import file_lock
+from tierwise.service.classify.embed import EMBEDDING_DIM, MAX_EMBED_CHARS
+from tierwise.service.errors import ConfigError
+from tierwise.service.locks import file_lock
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ def ensure_model(cache_dir: Path) -> Path:
 def _build_in_child(dest: Path) -> None:
     """The export needs torch (about 400 MB); a child process keeps it out of the service's
     long-lived processes even on the first start."""
-    done = subprocess.run([sys.executable, "-m", "service.classify.onnx_embed", str(dest)],
+    done = subprocess.run([sys.executable, "-m", "tierwise.service.classify.onnx_embed", str(dest)],
                           capture_output=True, text=True, check=False)
     if done.returncode != 0 or not dest.exists():
         tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
@@ -177,5 +177,5 @@ class OnnxMiniLMEmbedder:
         return out
 
 
-if __name__ == "__main__":  # the build child: python -m service.classify.onnx_embed DEST
+if __name__ == "__main__":  # the build child: python -m tierwise.service.classify.onnx_embed DEST
     _export(_weights_dir(), Path(sys.argv[1]))

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from service.classify import PROFILES
-from service.classify.model import Scores
+from tierwise.service.classify import PROFILES
+from tierwise.service.classify.model import Scores
 
 # Inputs of the learned per-tier success model; all are logged with every decision.
 SUCCESS_FEATURES: tuple[str, ...] = (

@@ -16,7 +16,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any, cast
 
-from service.classify import CAPABILITIES, Capability
+from tierwise.service.classify import CAPABILITIES, Capability
 
 
 def normalise(name: str) -> str:
@@ -64,5 +64,5 @@ class ToolVocabulary:
 @lru_cache(maxsize=1)
 def vocabulary() -> ToolVocabulary:
     """The shipped table, read once on first use (never at import time)."""
-    text = resources.files("tierwise_data").joinpath("tools.json").read_text(encoding="utf-8")
+    text = resources.files("tierwise.data").joinpath("tools.json").read_text(encoding="utf-8")
     return ToolVocabulary.from_table(json.loads(text))

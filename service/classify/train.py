@@ -1,7 +1,7 @@
 """Train the profile classifier from the corpus, reproducibly, into a JSON artefact.
 
 Kept apart from inference so the service never imports the training stack's heavier paths.
-Evaluation lives in ``service.classify.evaluate``.
+Evaluation lives in ``tierwise.service.classify.evaluate``.
 
 Two habits of the old training made it learn the corpus, not the task: every row carried every
 field, and the folds shared one writer. So here:
@@ -28,12 +28,12 @@ import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression, Ridge
 
-from service.classify import PROFILES
-from service.classify.embed import Embedder
-from service.classify.features import PROFILE_FEATURES, PROFILE_GROUPS, profile_mask, structural_features
-from service.classify.lexical import analyze
-from service.classify.model import ARTIFACT_FORMAT, design_row, softmax
-from service.classify.task import Task
+from tierwise.service.classify import PROFILES
+from tierwise.service.classify.embed import Embedder
+from tierwise.service.classify.features import PROFILE_FEATURES, PROFILE_GROUPS, profile_mask, structural_features
+from tierwise.service.classify.lexical import analyze
+from tierwise.service.classify.model import ARTIFACT_FORMAT, design_row, softmax
+from tierwise.service.classify.task import Task
 
 # The optional parts of a request that field dropout removes (keys of a corpus row).
 OPTIONAL_FIELDS: tuple[str, ...] = ("files", "repo", "diff_lines", "expected_output", "tools")

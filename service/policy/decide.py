@@ -26,12 +26,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from service.classify import CAPABILITIES, PROFILES
-from service.classify.model import Scores
-from service.classify.success import tier_scores
-from service.classify.tools import vocabulary
-from service.errors import NoEligibleTier
-from service.policy.model import RoutingPolicy
+from tierwise.service.classify import CAPABILITIES, PROFILES
+from tierwise.service.classify.model import Scores
+from tierwise.service.classify.success import tier_scores
+from tierwise.service.classify.tools import vocabulary
+from tierwise.service.errors import NoEligibleTier
+from tierwise.service.policy.model import RoutingPolicy
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,14 @@
 """The escalation rule, written once: after a failed attempt, where does the task go next?
 
-Pure, so the outcome recorder (``service.outcomes``) and the tuner's synthetic telemetry
-(``tuner.synthetic``) walk the very same state machine."""
+Pure, so the outcome recorder (``tierwise.service.outcomes``) and the tuner's synthetic telemetry
+(``tierwise.tuner.synthetic``) walk the very same state machine."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from service.classify import NextAction
-from service.policy.model import RoutingPolicy
+from tierwise.service.classify import NextAction
+from tierwise.service.policy.model import RoutingPolicy
 
 
 def above(policy: RoutingPolicy, chain: Sequence[str], tier: str) -> list[str]:

@@ -11,7 +11,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from service.policy.model import RoutingPolicy
+from tierwise.service.policy.model import RoutingPolicy
 
 
 @dataclass(frozen=True)

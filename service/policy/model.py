@@ -13,10 +13,10 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from service.classify import CAPABILITIES, HARNESSES, PROFILES, Capability, Harness, Profile
-from service.classify.success import SUCCESS_FEATURES, LinearSuccessModel
-from service.classify.tools import vocabulary
-from service.errors import PolicyInvalid
+from tierwise.service.classify import CAPABILITIES, HARNESSES, PROFILES, Capability, Harness, Profile
+from tierwise.service.classify.success import SUCCESS_FEATURES, LinearSuccessModel
+from tierwise.service.classify.tools import vocabulary
+from tierwise.service.errors import PolicyInvalid
 
 TEMPERATURE_RANGES: dict[str, tuple[float, float]] = {
     "mechanical": (0.0, 0.2),

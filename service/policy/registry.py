@@ -18,17 +18,17 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from service.errors import PolicyInvalid, PolicyNotFound, RegistryUnavailable
-from service.locks import file_lock
-from service.paths import default_policy_file
-from service.policy.holder import PolicyHolder
-from service.policy.model import RoutingPolicy, parse_policy
-from service.settings import Settings
+from tierwise.service.errors import PolicyInvalid, PolicyNotFound, RegistryUnavailable
+from tierwise.service.locks import file_lock
+from tierwise.service.paths import default_policy_file
+from tierwise.service.policy.holder import PolicyHolder
+from tierwise.service.policy.model import RoutingPolicy, parse_policy
+from tierwise.service.settings import Settings
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
-    from service.api.metrics import Metrics
+    from tierwise.service.api.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from service.telemetry.migrations import migrate
-from service.telemetry.schema import column_names
+from tierwise.service.telemetry.migrations import migrate
+from tierwise.service.telemetry.schema import column_names
 
 LOCK_WAIT_S = 30.0
 POLL_S = 0.0002

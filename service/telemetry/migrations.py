@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
-from service.telemetry.schema import TABLES
+from tierwise.service.telemetry.schema import TABLES
 
 
 def _create(table: str) -> str:

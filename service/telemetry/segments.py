@@ -16,8 +16,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from service.locks import file_lock
-from service.telemetry.schema import TABLES, arrow_schema, column_names
+from tierwise.service.locks import file_lock
+from tierwise.service.telemetry.schema import TABLES, arrow_schema, column_names
 
 _NAME = re.compile(r"^(\d{12})-(\d{12})\.parquet$")
 BATCH_ROWS = 250_000

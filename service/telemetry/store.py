@@ -8,9 +8,9 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from service.telemetry.journal import Journal, connect
-from service.telemetry.segments import SegmentExporter
-from service.telemetry.warehouse import Warehouse, build_catalog, in_memory
+from tierwise.service.telemetry.journal import Journal, connect
+from tierwise.service.telemetry.segments import SegmentExporter
+from tierwise.service.telemetry.warehouse import Warehouse, build_catalog, in_memory
 
 log = logging.getLogger(__name__)
 

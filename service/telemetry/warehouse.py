@@ -14,9 +14,9 @@ from typing import Any, Literal
 import duckdb
 import pandas as pd
 
-from service.classify import FAILURE_KINDS
-from service.locks import file_lock
-from service.telemetry.schema import TABLES
+from tierwise.service.classify import FAILURE_KINDS
+from tierwise.service.locks import file_lock
+from tierwise.service.telemetry.schema import TABLES
 
 _EPISODES_TEMPLATE = """
 CREATE OR REPLACE VIEW episodes AS
