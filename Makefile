@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 export MLFLOW_DISABLE_TELEMETRY := true
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install serve test lint classifier eval retune bench bench-classifier bench-quick bench-route bench-ingest bench-retune demo notebook notebook-report clean
+.PHONY: install serve test lint classifier eval retune bench bench-classifier bench-quick bench-route bench-ingest bench-retune bench-load demo notebook notebook-report clean
 
 install: $(STAMP)
 
@@ -63,6 +63,9 @@ bench-ingest: install
 
 bench-retune: install
 	$(BIN)/python -m tierwise.bench.retune_time
+
+bench-load: install
+	$(BIN)/python -m tierwise.bench.load $(ARGS)
 
 demo: install
 	$(BIN)/python -m tierwise.bench.demo
