@@ -62,12 +62,9 @@ def swebench_md(doc: dict[str, Any]) -> str:
              f"Bench ladder (blended list price, cheapest first): {' → '.join(doc['bench_policy']['ladder'])}.",
              ""]
     tw = doc["tierwise_after_retune"]
-    if not tw["available"]:
-        lines += [f"**tierwise after retune: unavailable** — {tw['reason']}", ""]
-    else:
-        lines += [f"Retune status per fold: {tw['retune_statuses']}; promoted: {tw['promoted']}. Where the "
-                  "retune did not promote, the served champion is still the bootstrap, so 'tierwise after "
-                  "retune' equals 'static rules' on that fold (same policy, no exploration).", ""]
+    lines += [f"Retune status per fold: {tw['retune_statuses']}; promoted: {tw['promoted']}. Where the "
+              "retune did not promote, the served champion is still the bootstrap, so 'tierwise after "
+              "retune' equals 'static rules' on that fold (same policy, no exploration).", ""]
     for det, rows in doc["results"].items():
         lines += [f"## Detector {det}", "", "| approach | " + " | ".join(h for _, h, _ in SWE_COLS) + " |",
                   "|---|" + "---|" * len(SWE_COLS)]
@@ -96,9 +93,6 @@ def synthetic_md(doc: dict[str, Any]) -> str:
              f"{c['weeks']} weeks × {c['tasks_per_week']} tasks, seeds {c['seeds']}, drift at week "
              f"{res['drift_week']}, harness {c['harness']}, embedder {c['embedder']}, retune trials {c['trials']}. "
              f"Wall time {doc['wall_s']:.0f} s.", ""]
-    tw = doc["tierwise_retuned_weekly"]
-    if not tw["available"]:
-        lines += [f"**tierwise retuned weekly: unavailable** — {tw['reason']}", ""]
     lines += ["## Overall", "", "| approach | " + " | ".join(h for _, h, _ in SYN_COLS) + " |",
               "|---|" + "---|" * len(SYN_COLS)]
     for name, r in res["overall"].items():

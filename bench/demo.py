@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from tierwise.bench import routing_metrics as rm
-from tierwise.bench.replay import (
+from tierwise.bench.loop import (
     ReplayTask,
     hashing_classifier_file,
     replay_traces,

@@ -15,16 +15,15 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from tierwise.bench.scenario_schema import TIERS, require, validate_scenario
 from tierwise.service.classify import PROFILES, FailureKind
 
-# Cheapest to biggest: a human override escalates one step along this order.
-TIERS = ("small", "medium", "frontier")
 # Failed attempts mostly fail tests; infrastructure trouble is less common, refusals are rare.
 FAILURE_WEIGHTS: dict[FailureKind, float] = {"tests_failed": 0.75, "timeout": 0.11, "error": 0.10, "refused": 0.04}
 # Latent difficulty at or above this counts as "complex" for analysis. We use the latent variable, not
@@ -50,18 +49,6 @@ _PROMPT_SUFFIXES = (
     " CI on main is red because of this.",
     " Add a test if it's cheap.",
 )
-_META_KEYS = frozenset({"description", "price_source"})
-_SCENARIO_KEYS = frozenset(
-    {"name", "seed", "weeks", "tasks_per_week", "harness", "mix", "tiers", "difficulty",
-     "difficulty_slope", "override_rate", "schema_failure_rate", "tokens", "events"}
-)
-_TIER_KEYS = frozenset(
-    {"model", "input_usd_per_mtok", "output_usd_per_mtok", "success", "latency_ms_per_1k_output",
-     "base_latency_ms"}
-)
-_SWAP_KEYS = frozenset(
-    {"week", "kind", "tier", "model", "success", "success_scale", "input_usd_per_mtok", "output_usd_per_mtok"}
-)
 _NOISE_SIGMA = 0.3  # lognormal spread of token counts and latency around their means
 
 
@@ -82,7 +69,7 @@ class TierTruth:
 
 
 @dataclass(frozen=True)
-class Scenario:
+class ScenarioWorld:
     """A workload plus the ground truth of the models; validated on construction so bad JSON fails early."""
 
     name: str
@@ -100,64 +87,13 @@ class Scenario:
     harness: str = "ci"
 
     def __post_init__(self) -> None:
-        _check(isinstance(self.name, str) and bool(self.name), "name", "must be a non-empty string")
-        _check(_is_int(self.seed), "seed", "must be an integer")
-        _check(_is_int(self.weeks) and self.weeks >= 1, "weeks", "must be an integer >= 1")
-        _check(_is_int(self.tasks_per_week) and self.tasks_per_week >= 1, "tasks_per_week", "must be >= 1")
-        _check(isinstance(self.harness, str) and bool(self.harness), "harness", "must be a non-empty string")
-        slope = self.difficulty_slope
-        _check(_finite(slope) and slope >= 0, "difficulty_slope", "must be a number >= 0")
-        _check(bool(self.tiers), "tiers", "must define at least one tier")
-        for name, truth in self.tiers.items():
-            _check(name in TIERS, f"tiers.{name}", f"unknown tier; expected one of {TIERS}")
-            _check_tier(f"tiers.{name}", truth)
-        used = set(_check_mix("mix", self.mix))
-        for key, pair in (("difficulty", self.difficulty), ("tokens", self.tokens)):
-            for profile, (a, b) in pair.items():
-                _check_profile(f"{key}.{profile}", profile)
-                ok = _finite(a) and _finite(b) and a > 0 and b > 0
-                _check(ok, f"{key}.{profile}", "must be two numbers > 0")
-        for profile, rate in self.override_rate.items():
-            _check_profile(f"override_rate.{profile}", profile)
-            _check_prob(f"override_rate.{profile}", rate)
-        for tier, rate in self.schema_failure_rate.items():
-            _check(tier in self.tiers, f"schema_failure_rate.{tier}", "refers to a tier the scenario lacks")
-            _check_prob(f"schema_failure_rate.{tier}", rate)
-        for i, event in enumerate(self.events):
-            used |= self._check_event(f"events[{i}]", event)
-        for profile in sorted(used):
-            for key, table in (("difficulty", self.difficulty), ("tokens", self.tokens)):
-                _check(profile in table, f"{key}.{profile}", "missing for a profile the mix uses")
-            for tier, truth in self.tiers.items():
-                _check(profile in truth.success, f"tiers.{tier}.success.{profile}", "missing for a used one")
+        validate_scenario(self.as_raw())
 
-    def _check_event(self, path: str, event: dict[str, Any]) -> set[str]:
-        """Validate one drift event and return the profiles it brings into the mix."""
-        _check(isinstance(event, dict), path, "must be an object")
-        week: Any = event.get("week")
-        in_range = _is_int(week) and 0 <= week < self.weeks
-        _check(in_range, f"{path}.week", f"must be an integer in [0, {self.weeks})")
-        kind = event.get("kind")
-        if kind == "mix":
-            _check(set(event) == {"week", "kind", "mix"}, path, "a mix event has exactly week, kind, mix")
-            return set(_check_mix(f"{path}.mix", event["mix"]))
-        _check(kind == "swap_model", f"{path}.kind", "must be 'mix' or 'swap_model'")
-        for key in event:
-            _check(key in _SWAP_KEYS, f"{path}.{key}", "unknown key for a swap_model event")
-        _check(event.get("tier") in self.tiers, f"{path}.tier", "refers to a tier the scenario lacks")
-        model = event.get("model")
-        _check(isinstance(model, str) and bool(model), f"{path}.model", "must be a non-empty string")
-        _check(not ("success" in event and "success_scale" in event), path, "give success or success_scale")
-        for profile, p in event.get("success", {}).items():
-            _check_profile(f"{path}.success.{profile}", profile)
-            _check_prob(f"{path}.success.{profile}", p)
-        if "success_scale" in event:
-            scale = event["success_scale"]
-            _check(_finite(scale) and scale > 0, f"{path}.success_scale", "must be a number > 0")
-        for key in ("input_usd_per_mtok", "output_usd_per_mtok"):
-            if key in event:
-                _check(_finite(event[key]) and event[key] >= 0, f"{path}.{key}", "must be a number >= 0")
-        return set()
+    def as_raw(self) -> dict[str, Any]:
+        """The scenario as its JSON file would hold it (what ``validate_scenario`` checks)."""
+        raw = {f.name: getattr(self, f.name) for f in fields(self)}
+        raw["tiers"] = {name: asdict(truth) for name, truth in self.tiers.items()}
+        return raw
 
 
 @dataclass(frozen=True)
@@ -190,34 +126,20 @@ class Attempt:
     true_success_probability: float
 
 
-def load_scenario(path: Path) -> Scenario:
+def load_scenario(path: Path) -> ScenarioWorld:
     """Parse a scenario JSON file; errors name the offending key so a bad scenario is quick to fix."""
     raw = json.loads(Path(path).read_text())
-    _check(isinstance(raw, dict), "<root>", "scenario must be a JSON object")
-    for key in raw:
-        _check(key in _SCENARIO_KEYS or key in _META_KEYS, key, "unknown scenario key")
-    for key in ("name", "seed", "weeks", "tasks_per_week", "mix", "tiers", "difficulty", "tokens"):
-        _check(key in raw, key, "missing required scenario key")
-    tiers: dict[str, TierTruth] = {}
-    for name, spec in _mapping("tiers", raw["tiers"]).items():
-        spec = _mapping(f"tiers.{name}", spec)
-        for key in _TIER_KEYS | set(spec):
-            _check(key in spec and key in _TIER_KEYS, f"tiers.{name}.{key}", "missing or unknown tier key")
-        success = _mapping(f"tiers.{name}.success", spec["success"])
-        tiers[name] = TierTruth(**{**spec, "success": success})
-    optional_keys = ("difficulty_slope", "override_rate", "schema_failure_rate", "harness")
-    optional = {k: raw[k] for k in optional_keys if k in raw}
-    return Scenario(
-        name=raw["name"],
-        seed=raw["seed"],
-        weeks=raw["weeks"],
-        tasks_per_week=raw["tasks_per_week"],
-        mix=dict(_mapping("mix", raw["mix"])),
-        tiers=tiers,
-        difficulty=_pairs("difficulty", raw["difficulty"]),
-        tokens=_pairs("tokens", raw["tokens"]),
-        events=list(raw.get("events", [])),
-        **optional,
+    spec = validate_scenario(raw)
+    return ScenarioWorld(
+        name=spec.name, seed=spec.seed, weeks=spec.weeks, tasks_per_week=spec.tasks_per_week,
+        mix={str(k): v for k, v in spec.mix.items()},
+        tiers={n: TierTruth(**t.model_dump()) for n, t in spec.tiers.items()},
+        difficulty={str(k): v for k, v in spec.difficulty.items()},
+        tokens={str(k): v for k, v in spec.tokens.items()}, difficulty_slope=spec.difficulty_slope,
+        override_rate={str(k): v for k, v in spec.override_rate.items()},
+        schema_failure_rate={str(k): v for k, v in spec.schema_failure_rate.items()},
+        events=list(raw.get("events", [])),  # as written: the simulator reads which keys an event gives
+        harness=spec.harness,
     )
 
 
@@ -249,19 +171,19 @@ def is_valid_output(output: Any) -> bool:
 class Simulator:
     """Draws weekly tasks from the seed corpus and plays the models (and humans) that attempt them."""
 
-    def __init__(self, scenario: Scenario, corpus: list[dict[str, Any]]) -> None:
+    def __init__(self, scenario: ScenarioWorld, corpus: list[dict[str, Any]]) -> None:
         self.scenario = scenario
         # sorted() is stable, so events of the same week apply in file order.
         self._events = sorted(scenario.events, key=lambda e: int(e["week"]))
         rows: dict[str, list[dict[str, Any]]] = {p: [] for p in PROFILES}
         for i, row in enumerate(corpus):
             for key in ("id", "prompt", "profile"):
-                _check(key in row, f"corpus[{i}].{key}", "missing")
-            _check_profile(f"corpus[{i}].profile", row["profile"])
+                require(key in row, f"corpus[{i}].{key}", "missing")
+            require(row["profile"] in PROFILES, f"corpus[{i}].profile", f"unknown profile {row['profile']!r}")
             rows[row["profile"]].append(row)
         mixes = [scenario.mix] + [e["mix"] for e in self._events if e["kind"] == "mix"]
         for profile in sorted({p for m in mixes for p, w in m.items() if w > 0}):
-            _check(bool(rows[profile]), f"corpus.{profile}", "no corpus rows for a profile the mix uses")
+            require(bool(rows[profile]), f"corpus.{profile}", "no corpus rows for a profile the mix uses")
         self._rows = rows
         self._complexity: dict[str, np.ndarray] = {p: np.array([float(r.get("complexity", 3)) for r in rows[p]])
                                                   for p in PROFILES}
@@ -295,7 +217,8 @@ class Simulator:
     def tasks_for_week(self, week: int) -> list[SimTask]:
         """The week's tasks, deterministic per (seed, week) so every router under test sees the same ones."""
         sc = self.scenario
-        _check(_is_int(week) and 0 <= week < sc.weeks, "week", f"must be in [0, {sc.weeks})")
+        in_range = isinstance(week, int) and not isinstance(week, bool) and 0 <= week < sc.weeks
+        require(in_range, "week", f"must be in [0, {sc.weeks})")
         rng = _rng(sc.seed, "week", week)
         mix = self.mix_at(week)
         profiles = [p for p in PROFILES if mix.get(p, 0.0) > 0]
@@ -398,7 +321,7 @@ class Simulator:
 
     def _tier(self, tier: str, week: int) -> TierTruth:
         tiers = self.tiers_at(week)
-        _check(tier in tiers, "tier", f"unknown tier {tier!r}; scenario has {sorted(tiers)}")
+        require(tier in tiers, "tier", f"unknown tier {tier!r}; scenario has {sorted(tiers)}")
         return tiers[tier]
 
     def _pick_row(self, profile: str, difficulty: float, rng: np.random.Generator) -> dict[str, Any]:
@@ -448,59 +371,3 @@ def _sigmoid(x: float) -> float:
 def _logit(p: float) -> float:
     p = min(max(p, 1e-6), 1 - 1e-6)
     return math.log(p / (1 - p))
-
-
-def _check(ok: bool, key: str, message: str) -> None:
-    if not ok:
-        raise ValueError(f"{key}: {message}")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _check_prob(key: str, value: Any) -> None:
-    _check(_finite(value) and 0.0 <= value <= 1.0, key, f"probability {value!r} not in [0, 1]")
-
-
-def _check_profile(key: str, profile: Any) -> None:
-    _check(profile in PROFILES, key, f"unknown profile {profile!r}; expected one of {PROFILES}")
-
-
-def _check_mix(key: str, mix: Any) -> list[str]:
-    """Validate a task mix and return the profiles it actually uses."""
-    _check(isinstance(mix, dict) and bool(mix), key, "must be a non-empty object")
-    for profile, weight in mix.items():
-        _check_profile(f"{key}.{profile}", profile)
-        _check_prob(f"{key}.{profile}", weight)
-    total = sum(mix.values())
-    _check(abs(total - 1.0) <= 0.01, key, f"weights sum to {total:.4f}, expected ~1")
-    return [p for p, w in mix.items() if w > 0]
-
-
-def _check_tier(key: str, truth: TierTruth) -> None:
-    _check(isinstance(truth.model, str) and bool(truth.model), f"{key}.model", "must be a non-empty string")
-    for name in ("input_usd_per_mtok", "output_usd_per_mtok", "latency_ms_per_1k_output", "base_latency_ms"):
-        value = getattr(truth, name)
-        _check(_finite(value) and value >= 0, f"{key}.{name}", "must be a number >= 0")
-    _check(isinstance(truth.success, dict), f"{key}.success", "must be an object")
-    for profile, p in truth.success.items():
-        _check_profile(f"{key}.success.{profile}", profile)
-        _check_prob(f"{key}.success.{profile}", p)
-
-
-def _mapping(key: str, value: Any) -> dict[str, Any]:
-    _check(isinstance(value, dict), key, "must be an object")
-    return dict(value)
-
-
-def _pairs(key: str, value: Any) -> dict[str, tuple[float, float]]:
-    out: dict[str, tuple[float, float]] = {}
-    for profile, pair in _mapping(key, value).items():
-        _check(isinstance(pair, list | tuple) and len(pair) == 2, f"{key}.{profile}", "must be a pair [a, b]")
-        out[profile] = (pair[0], pair[1])
-    return out

@@ -50,7 +50,7 @@ from tierwise.bench.bench_policy import (
     shifted_thresholds,
     write_policy,
 )
-from tierwise.bench.replay import (
+from tierwise.bench.loop import (
     AttemptResult,
     ReplayTask,
     RetuneStep,
@@ -59,7 +59,6 @@ from tierwise.bench.replay import (
     publish_and_promote,
     replay_traces,
     retune,
-    retune_available,
     service_env,
     settings_kwargs,
     wait_for_policy,
@@ -126,7 +125,7 @@ def _uniform(seed: int, task_id: str, model: str) -> float:
     return float(np.random.default_rng(list(key)).random())
 
 
-class RecordedOracle:
+class RecordedWorld:
     """An attempt = that model's recorded run on the task; the detector is the only simulation."""
 
     def __init__(self, data: SwebenchData, recall: float, false_alarm: float, seed: int) -> None:
@@ -163,7 +162,7 @@ def _evaluate(client: TierwiseClient, data: SwebenchData, test: list[str], seed:
     tasks = [replay_task(data, t) for t in test]
     out: dict[str, list[Trace]] = {}
     for recall, fa in DETECTORS:
-        oracle = RecordedOracle(data, recall, fa, seed)
+        oracle = RecordedWorld(data, recall, fa, seed)
         out[_det_key(recall, fa)] = replay_traces(client, tasks, oracle, harness="ci", desc=f"{label} {recall}/{fa}",
                                                   progress=progress, workers=EVAL_WORKERS)
     return out
@@ -196,7 +195,7 @@ def run_fold(data: SwebenchData, train: list[str], test: list[str], *, fold: int
         bootstrap = client.policy()
         # 1. Warm-up on the training tasks under the bootstrap, exploring (harness ci).
         t = time.monotonic()
-        warm_oracle = RecordedOracle(data, *DEFAULT_DETECTOR, seed)
+        warm_oracle = RecordedWorld(data, *DEFAULT_DETECTOR, seed)
         warm_tasks = [replay_task(data, tid) for tid in train]
         rng = np.random.default_rng(seed * 7919 + fold)
         n_warm = 0
@@ -219,35 +218,32 @@ def run_fold(data: SwebenchData, train: list[str], test: list[str], *, fold: int
                f"bench eval copy of bootstrap v{bootstrap.version} (exploration 0)")
         static = _evaluate(client, data, test, seed, cfg.progress, f"f{fold} static")
         timings["static_eval_s"] = time.monotonic() - t
-        tierwise: dict[str, list[Trace]] | None = None
         sweep: dict[str, dict[str, float]] = {}
-        if step.available:
-            out["retuned_policy_version"] = str(retuned.version)
-            out["retuned_policy"] = retuned.policy
-            # 4. Tierwise after retune: a no-exploration copy of the served champion. If the retune did
-            #    not promote, the champion *is* the bootstrap: same policy, no exploration, so every
-            #    decision would repeat the static replay's; that replay is reused (and flagged).
-            t = time.monotonic()
-            same = _content(retuned.policy) == _content(bootstrap.policy)
-            out["tierwise_is_bootstrap"] = same
-            if same:
-                tierwise = static
-            else:
-                _serve(client, skw, _eval_copy(retuned.policy, f"eval-tierwise-f{fold}"),
-                       f"bench eval copy of retuned v{retuned.version} (exploration 0)")
-                tierwise = _evaluate(client, data, test, seed, cfg.progress, f"f{fold} tierwise")
-            timings["tierwise_eval_s"] = time.monotonic() - t
-            # 5. Operating curve: threshold-pushed copies of the retuned champion, default detector.
-            t = time.monotonic()
-            oracle = RecordedOracle(data, *DEFAULT_DETECTOR, seed)
-            tasks = [replay_task(data, tid) for tid in test]
-            for push in cfg.sweep:
-                _serve(client, skw, _eval_copy(retuned.policy, f"sweep-{push:+g}", push),
-                       f"bench sweep: retuned v{retuned.version} thresholds pushed {push:+g} (exploration 0)")
-                traces = replay_traces(client, tasks, oracle, harness="ci", desc=f"f{fold} sweep {push:+g}",
-                                       progress=cfg.progress, workers=EVAL_WORKERS)
-                sweep[f"{push:+g}"] = rm.summarize([tr.episode for tr in traces])
-            timings["sweep_s"] = time.monotonic() - t
+        out["retuned_policy_version"] = str(retuned.version)
+        out["retuned_policy"] = retuned.policy
+        # 4. Tierwise after retune: a no-exploration copy of the served champion. If the retune did
+        #    not promote, the champion *is* the bootstrap: same policy, no exploration, so every
+        #    decision would repeat the static replay's; that replay is reused (and flagged).
+        t = time.monotonic()
+        same = _content(retuned.policy) == _content(bootstrap.policy)
+        out["tierwise_is_bootstrap"] = same
+        tierwise: dict[str, list[Trace]] = static
+        if not same:
+            _serve(client, skw, _eval_copy(retuned.policy, f"eval-tierwise-f{fold}"),
+                   f"bench eval copy of retuned v{retuned.version} (exploration 0)")
+            tierwise = _evaluate(client, data, test, seed, cfg.progress, f"f{fold} tierwise")
+        timings["tierwise_eval_s"] = time.monotonic() - t
+        # 5. Operating curve: threshold-pushed copies of the retuned champion, default detector.
+        t = time.monotonic()
+        oracle = RecordedWorld(data, *DEFAULT_DETECTOR, seed)
+        tasks = [replay_task(data, tid) for tid in test]
+        for push in cfg.sweep:
+            _serve(client, skw, _eval_copy(retuned.policy, f"sweep-{push:+g}", push),
+                   f"bench sweep: retuned v{retuned.version} thresholds pushed {push:+g} (exploration 0)")
+            traces = replay_traces(client, tasks, oracle, harness="ci", desc=f"f{fold} sweep {push:+g}",
+                                   progress=cfg.progress, workers=EVAL_WORKERS)
+            sweep[f"{push:+g}"] = rm.summarize([tr.episode for tr in traces])
+        timings["sweep_s"] = time.monotonic() - t
     timings["fold_s"] = time.monotonic() - t0
     out["timings"] = timings
     out["static"] = static
@@ -297,8 +293,7 @@ def fold_rows(data: SwebenchData, fold: dict[str, Any], test: list[str], seed: i
         key = _det_key(recall, fa)
         rows: dict[str, Any] = baseline_rows(data, test, recall=recall, false_alarm=fa, seed=seed)
         rows["static rules"] = rm.summarize([t.episode for t in fold["static"][key]])
-        if fold["tierwise"] is not None:
-            rows["tierwise after retune"] = rm.summarize([t.episode for t in fold["tierwise"][key]])
+        rows["tierwise after retune"] = rm.summarize([t.episode for t in fold["tierwise"][key]])
         rows = dict(sorted(rows.items(), key=lambda kv: next(i for i, p in enumerate(ORDER) if kv[0].startswith(p))))
         weak, strong = rows[f"monolithic {WEAK_MODEL}"], rows[f"monolithic {STRONG_MODEL}"]
         for name, row in rows.items():
@@ -339,7 +334,6 @@ def run(cfg: SwebenchConfig) -> dict[str, Any]:
     started = time.monotonic()
     work = cfg.work_dir or Path(tempfile.mkdtemp(prefix="tierwise-bench-swebench-"))
     classifier_file = hashing_classifier_file(work / "cache") if cfg.fast_embedder else None
-    _, why = retune_available()
     per_fold: list[dict[str, dict[str, Any]]] = []
     folds_out: list[dict[str, Any]] = []
     jobs = []
@@ -361,9 +355,6 @@ def run(cfg: SwebenchConfig) -> dict[str, Any]:
                          | {"rows": per_fold[-1]})
     agg = aggregate(per_fold)
     statuses = [f["retune"] for f in folds_out]
-    tierwise_note = ""
-    if not any(s["available"] for s in statuses):
-        tierwise_note = statuses[0]["reason"] if statuses else why
     pol = build_policy(full.models)
     doc: dict[str, Any] = {
         "name": "swebench",
@@ -379,9 +370,7 @@ def run(cfg: SwebenchConfig) -> dict[str, Any]:
                          "prices": {t: [pol.tiers[t].input_usd_per_mtok, pol.tiers[t].output_usd_per_mtok]
                                     for t in pol.ladder}},
         "weak_model": WEAK_MODEL, "strong_model": STRONG_MODEL,
-        "tierwise_after_retune": {"available": bool(any(s["available"] for s in statuses)),
-                                  "reason": tierwise_note,
-                                  "retune_statuses": [s["status"] for s in statuses],
+        "tierwise_after_retune": {"retune_statuses": [s["status"] for s in statuses],
                                   "promoted": [s["promoted"] for s in statuses],
                                   "served_policy_is_bootstrap": [f.get("tierwise_is_bootstrap") for f in folds_out]},
         "definitions": DEFINITIONS,

@@ -31,18 +31,17 @@ from typing import Any
 import numpy as np
 
 from tierwise.bench import routing_metrics as rm
-from tierwise.bench.replay import (
+from tierwise.bench.loop import (
     AttemptResult,
     ReplayTask,
     Trace,
     hashing_classifier_file,
     replay_traces,
     retune,
-    retune_available,
     service_env,
     settings_kwargs,
 )
-from tierwise.bench.simulator import Scenario, SimTask, Simulator, load_corpus, load_scenario
+from tierwise.bench.simulator import ScenarioWorld, SimTask, Simulator, load_corpus, load_scenario
 from tierwise.service.client import TierwiseClient
 from tierwise.service.paths import corpus_dir, default_policy_file
 
@@ -80,7 +79,7 @@ class SyntheticConfig:
         return cls(**base)
 
 
-def make_scenario(cfg: SyntheticConfig, seed: int) -> Scenario:
+def make_scenario(cfg: SyntheticConfig, seed: int) -> ScenarioWorld:
     """The drift scenario, resized for the run; in a shortened run the drift moves to the middle.
 
     Seed 0 keeps the scenario's own seed; other seeds offset it, so seeds give new task streams.
@@ -109,7 +108,7 @@ def bootstrap_file(cfg: SyntheticConfig, work: Path) -> Path:
     return path
 
 
-def drift_week(sc: Scenario) -> int:
+def drift_week(sc: ScenarioWorld) -> int:
     weeks = [int(e["week"]) for e in sc.events if e["kind"] == "swap_model"]
     return min(weeks) if weeks else sc.weeks
 
@@ -218,7 +217,6 @@ def run(cfg: SyntheticConfig) -> dict[str, Any]:
     work = cfg.work_dir or Path(tempfile.mkdtemp(prefix="tierwise-bench-synthetic-"))
     classifier_file = hashing_classifier_file(work / "cache") if cfg.fast_embedder else None
     corpus = load_corpus(corpus_dir(), split="test")  # prompts the classifier never trained on
-    available, why = retune_available()
     per_seed: list[dict[str, Any]] = []
     for seed in cfg.seeds:
         sc = make_scenario(cfg, seed)
@@ -228,8 +226,7 @@ def run(cfg: SyntheticConfig) -> dict[str, Any]:
         # side by side; each stream stays sequential, so exploration draws remain reproducible.
         from concurrent.futures import ThreadPoolExecutor
 
-        plan = [("static rules", "static", False)] + ([("tierwise retuned weekly", "tierwise", True)]
-                                                      if available else [])
+        plan = [("static rules", "static", False), ("tierwise retuned weekly", "tierwise", True)]
         with ThreadPoolExecutor(max_workers=len(plan)) as pool:
             futures = {label: pool.submit(run_approach, sim, weekly, name=name, retune_weekly=rt, seed=seed,
                                           cfg=cfg, work=work, classifier_file=classifier_file)
@@ -279,7 +276,6 @@ def run(cfg: SyntheticConfig) -> dict[str, Any]:
                    "bootstrap_policy": str(default_policy_file().name), "harness": "ci",
                    "exploration_ci": cfg.exploration_ci, "retune_window_weeks": cfg.retune_window_weeks,
                    "holdout_last_week": cfg.holdout_last_week},
-        "tierwise_retuned_weekly": {"available": available, "reason": why},
         "definitions": DEFINITIONS,
         "results": _aggregate(per_seed),
         "seeds": per_seed,

@@ -1,6 +1,6 @@
 """Record an attempt's outcome and say what the agent does next: done, escalate, human or script.
 
-Rules (DESIGN "Escalation"): a failed attempt moves up the decision's chain and never retries a
+Rules (ARCHITECTURE.md): a failed attempt moves up the decision's chain and never retries a
 tier; at most ``escalation.max_steps`` escalations; then the task goes to the human queue (or the
 profile's deterministic script) with its failure signature. An override is a failure of the
 routed tier, and the next step follows the override.

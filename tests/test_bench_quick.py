@@ -37,12 +37,14 @@ def test_quick_synthetic_outputs(quick_out: Path) -> None:
         assert (quick_out / name).stat().st_size > 0, name
     doc = json.loads((quick_out / "synthetic-quick.json").read_text())
     assert doc["status"] == "ok" and doc["quick"] is True
-    assert {"definitions", "results", "seeds", "tierwise_retuned_weekly"} <= set(doc)
+    assert {"definitions", "results", "seeds"} <= set(doc)
     assert "token_efficiency_ratio" in doc["definitions"]
     overall = doc["results"]["overall"]
-    assert {"static rules", "monolithic frontier", "reference: true best tier, 1 attempt"} <= set(overall)
-    if doc["tierwise_retuned_weekly"]["available"]:
-        assert "tierwise retuned weekly" in overall
+    assert {"static rules", "tierwise retuned weekly", "monolithic frontier",
+            "reference: true best tier, 1 attempt"} <= set(overall)
+    # One retune after the first of the two weeks, and it ran (published or kept the champion).
+    (step,) = doc["seeds"][0]["retunes"]["tierwise retuned weekly"]
+    assert step["after_week"] == 0 and step["status"] in ("promoted", "challenger", "telemetry_too_thin")
     for row in overall.values():
         for key in ("cost_per_10k", "mean_latency_ms", "complex_resolution_rate", "token_efficiency_ratio",
                     "cost_per_resolved", "resolution_rate"):
@@ -66,10 +68,8 @@ def test_quick_swebench_outputs(quick_out: Path) -> None:
     expected = {f"monolithic {OPUS}", "monolithic gpt_5_mini", "static rules",
                 f"cascade gpt_5_mini -> {OPUS}", "oracle (all 24 models)", "oracle (5 bench tiers)"}
     assert expected <= set(rows)
-    tw = doc["tierwise_after_retune"]
-    assert ("tierwise after retune" in rows) == tw["available"]
-    if not tw["available"]:
-        assert tw["reason"]
+    assert "tierwise after retune" in rows
+    assert len(doc["tierwise_after_retune"]["retune_statuses"]) == 1
     for row in rows.values():
         for key in ("resolution_rate", "complex_resolution_rate", "cost_per_10k", "cost_per_resolved",
                     "mean_attempts", "escalation_rate", "human_rate", "apgr", "cpt50", "cpt80"):
@@ -91,8 +91,8 @@ def test_monolithic_rows_reproduce_the_data_exactly() -> None:
     replaying a one-tier policy through the real service with the bench's oracle."""
     from tierwise.bench._server import Server
     from tierwise.bench.bench_policy import monolithic_policy, write_policy
-    from tierwise.bench.replay import hashing_classifier_file, replay, service_env
-    from tierwise.bench.swebench_bench import RecordedOracle, baseline_rows, replay_task
+    from tierwise.bench.loop import hashing_classifier_file, replay, service_env
+    from tierwise.bench.swebench_bench import RecordedWorld, baseline_rows, replay_task
     from tierwise.service.client import TierwiseClient
 
     data = _data()
@@ -113,7 +113,7 @@ def test_monolithic_rows_reproduce_the_data_exactly() -> None:
                           classifier_file=hashing_classifier_file(home / "cache"))
         with Server(home / "svc", env=env).start() as srv, TierwiseClient(srv.url, timeout=60.0) as client:
             # No failure detector (recall 0, false alarm 0): the harness accepts every attempt.
-            episodes = replay(client, [replay_task(data, t) for t in ids], RecordedOracle(data, 0.0, 0.0, 0),
+            episodes = replay(client, [replay_task(data, t) for t in ids], RecordedWorld(data, 0.0, 0.0, 0),
                               harness="ci", progress=False)
     assert len(episodes) == 500
     assert sum(e.resolved for e in episodes) == 372
@@ -134,3 +134,23 @@ def test_ingest_route_plot_renders_every_measurement(tmp_path: Path) -> None:
     assert png is not None and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert route_under_load({"http": {}}, tmp_path / "none.png") is None  # nothing measured, no file
     assert not (tmp_path / "none.png").exists()
+
+
+def test_a_retune_crash_fails_the_bench(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A broken tuner must fail the bench, not turn into a recorded 'unavailable' step."""
+    from tierwise.bench import loop
+    from tierwise.bench import synthetic_bench as sb
+    from tierwise.bench.simulator import Simulator, load_corpus
+    from tierwise.service.paths import corpus_dir
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("tuner is broken")
+
+    monkeypatch.setattr(loop, "run_retune", broken)
+    cfg = sb.SyntheticConfig.quick_config(tasks_per_week=10, progress=False, work_dir=tmp_path)
+    sc = sb.make_scenario(cfg, 0)
+    sim = Simulator(sc, load_corpus(corpus_dir(), split="test"))
+    weekly = [sim.tasks_for_week(w) for w in range(sc.weeks)]
+    with pytest.raises(RuntimeError, match="tuner is broken"):
+        sb.run_approach(sim, weekly, name="tierwise", retune_weekly=True, seed=0, cfg=cfg, work=tmp_path,
+                        classifier_file=loop.hashing_classifier_file(tmp_path / "cache"))

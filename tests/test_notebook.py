@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tierwise.bench.simulator import Scenario, Simulator, load_scenario
+from tierwise.bench.simulator import ScenarioWorld, Simulator, load_scenario
 from tierwise.bench.simulator import load_corpus as sim_corpus
 from tierwise.service.client import ClientError, TierwiseClient
 
@@ -108,7 +108,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     client = TierwiseClient(f"http://127.0.0.1:{port}", timeout=30.0)
     try:
         _wait("the server to answer /healthz", lambda: proc.poll() is None and client.health(), 120)
-        scenario: Scenario = load_scenario(REPO / "bench" / "scenarios" / "steady.json")
+        scenario: ScenarioWorld = load_scenario(REPO / "bench" / "scenarios" / "steady.json")
         sim = Simulator(scenario, sim_corpus(REPO / "data" / "corpus"))
         routed = _drive(client, sim, sim.tasks_for_week(0)[:TASKS_PER_PHASE])
         registry = make_registry(load_settings(home=home))

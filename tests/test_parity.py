@@ -26,8 +26,8 @@ from tierwise.service.policy.holder import PolicyHolder
 from tierwise.service.policy.model import RoutingPolicy, parse_policy
 from tierwise.service.routing import Router
 from tierwise.service.telemetry.store import TelemetryStore
+from tierwise.tuner.counterfactual import replay_chain, replay_greedy, replay_tier
 from tierwise.tuner.dataset import load_logged
-from tierwise.tuner.replay import replay_chain, replay_greedy, replay_tier
 from tierwise.tuner.search import Evaluator
 
 DATA = Path(__file__).resolve().parent.parent / "data"

@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tierwise.bench.simulator import Scenario, SimTask, Simulator, load_corpus, load_scenario
+from tierwise.bench.simulator import ScenarioWorld, SimTask, Simulator, load_corpus, load_scenario
 from tierwise.service.client import TierwiseClient
 from tierwise.service.policy.registry import CHALLENGER, CHAMPION, make_registry
 from tierwise.service.settings import Settings, load_settings
@@ -43,7 +43,7 @@ FRESH_TASKS = 700
 POLL_SECONDS = 1.0
 
 
-def _scenario(tmp: Path) -> Scenario:
+def _scenario(tmp: Path) -> ScenarioWorld:
     raw = json.loads((REPO / "bench" / "scenarios" / "steady.json").read_text())
     raw["name"] = "e2e-retune"
     raw["tasks_per_week"] = TRAIN_TASKS

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -16,7 +17,7 @@ from tierwise.bench.simulator import (
     PROFILES,
     VALID_OUTPUT_SCHEMA,
     Attempt,
-    Scenario,
+    ScenarioWorld,
     SimTask,
     Simulator,
     is_valid_output,
@@ -64,7 +65,7 @@ def _write(tmp_path: Path, data: dict[str, Any], name: str = "s.json") -> Path:
     return path
 
 
-def _scenario(tmp_path: Path, **changes: Any) -> Scenario:
+def _scenario(tmp_path: Path, **changes: Any) -> ScenarioWorld:
     data = copy.deepcopy(BASE)
     data.update(changes)
     return load_scenario(_write(tmp_path, data))
@@ -381,3 +382,18 @@ def test_token_means_follow_scenario(tmp_path: Path, corpus: list[dict[str, Any]
     hard = [a.output_tokens for t, a in zip(tasks, attempts, strict=True) if t.difficulty > 0.7]
     easy = [a.output_tokens for t, a in zip(tasks, attempts, strict=True) if t.difficulty < 0.3]
     assert np.mean(hard) > np.mean(easy)  # harder tasks need more work
+
+
+def test_bad_scenario_file_names_the_field_and_the_rule(tmp_path: Path) -> None:
+    """The pydantic schema reports the dotted key and what is wrong with it, for a file and in code."""
+    data = copy.deepcopy(BASE)
+    data["tiers"]["medium"]["input_usd_per_mtok"] = "cheap"
+    with pytest.raises(ValueError, match=r"^tiers\.medium\.input_usd_per_mtok: .*number"):
+        load_scenario(_write(tmp_path, data))
+    data = copy.deepcopy(BASE)
+    data["events"][0]["success_scale"] = 0
+    with pytest.raises(ValueError, match=r"^events\[0\]\.success_scale: .*greater than 0"):
+        load_scenario(_write(tmp_path, data))
+    sc = _scenario(tmp_path)
+    with pytest.raises(ValueError, match=r"^weeks: "):
+        dataclasses.replace(sc, weeks=0)  # constructing one in code is checked the same way

@@ -14,7 +14,7 @@ from tierwise.service.policy.registry import CHALLENGER, CHAMPION, make_registry
 from tierwise.service.settings import Settings, load_settings
 from tierwise.service.telemetry.store import TelemetryStore
 from tierwise.tuner.retune import EXPERIMENT, promotion_gate, run_retune
-from tierwise.tuner.synthetic import DEFAULT_TRUTH, synthetic_batches, write_synthetic
+from tierwise.tuner.synthetic import DEFAULT_WORLD, synthetic_batches, write_synthetic
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 DAY = 86400.0
@@ -105,7 +105,7 @@ def test_if_drift_skips_without_drift_and_runs_with_it(tmp_path: Path) -> None:
     drifted = tmp_path / "drifted"
     _write(drifted, 2400, days=(10, 2), seed=1)
     mix = {"mechanical": 0.05, "local": 0.15, "repository": 0.3, "agentic": 0.5}
-    _write(drifted, 1200, days=(2, 0), seed=2, truth=dataclasses.replace(DEFAULT_TRUTH, mix=mix))
+    _write(drifted, 1200, days=(2, 0), seed=2, world=dataclasses.replace(DEFAULT_WORLD, mix=mix))
     result = run_retune(_settings(drifted), if_drift=True, dry_run=True, trials=5, progress=False, now=NOW)
     assert result.drift_flagged and result.status == "dry_run" and result.split == "time"
 

@@ -13,7 +13,7 @@ from tierwise.service.policy.model import RoutingPolicy, parse_policy
 from tierwise.service.telemetry.store import TelemetryStore
 from tierwise.tuner.dataset import load_logged
 from tierwise.tuner.search import Evaluator, champion_params, run_study, with_params
-from tierwise.tuner.synthetic import Truth, write_synthetic
+from tierwise.tuner.synthetic import SyntheticWorld, write_synthetic
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 
@@ -32,11 +32,11 @@ def _four_tiers() -> RoutingPolicy:
 
 def test_study_enqueues_champion_and_searches_the_ladder(tmp_path: Path) -> None:
     policy = _four_tiers()
-    truth = Truth(success={p: {"small": s, "medium": s + 0.05, "large": s + 0.07, "frontier": s + 0.1}
+    world = SyntheticWorld(success={p: {"small": s, "medium": s + 0.05, "large": s + 0.07, "frontier": s + 0.1}
                            for p, s in (("mechanical", 0.85), ("local", 0.7), ("repository", 0.5),
                                         ("agentic", 0.3))})
     store = TelemetryStore.open(tmp_path / "telemetry", catalog=False)
-    write_synthetic(store.journal, policy, 3000, seed=4, truth=truth)
+    write_synthetic(store.journal, policy, 3000, seed=4, world=world)
     store.close()
     data, _ = load_logged(tmp_path)
     ev = Evaluator.build(data, policy.ladder)

@@ -1,7 +1,7 @@
 """Off-policy evaluation of candidate policies and the Optuna search over thresholds.
 
 A candidate's choice for every logged decision comes from the service's own decision functions
-(``tierwise.tuner.replay.replay_greedy`` → ``tierwise.service.policy.decide.greedy_indices`` and
+(``tierwise.tuner.counterfactual.replay_greedy`` → ``tierwise.service.policy.decide.greedy_indices`` and
 ``escalation_chains``), and its value from ``tierwise.tuner.ope.estimate_policy``. What OPE matches on is
 the whole action: the first tier *and* the escalation chain behind it, since both decide what an
 episode costs and whether it resolves.
@@ -19,9 +19,9 @@ import numpy as np
 from tierwise.service.classify import HARNESSES, PROFILES
 from tierwise.service.policy.decide import escalation_chains, greedy_indices
 from tierwise.service.policy.model import Escalation, RoutingPolicy
+from tierwise.tuner.counterfactual import ReplayBase, action_codes, replay_base, row_thresholds, tier_codes
 from tierwise.tuner.dataset import LoggedData
 from tierwise.tuner.ope import PolicyEstimate, estimate_policy
-from tierwise.tuner.replay import ReplayBase, action_codes, replay_base, row_thresholds, tier_codes
 
 THRESHOLD_LOW, THRESHOLD_HIGH = 0.05, 0.99
 

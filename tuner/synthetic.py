@@ -29,7 +29,7 @@ from tierwise.service.policy.decide import (
 )
 from tierwise.service.policy.escalation import next_step
 from tierwise.service.policy.model import RoutingPolicy
-from tierwise.tuner.replay import threshold_table
+from tierwise.tuner.counterfactual import threshold_table
 
 TOOL_SETS: tuple[tuple[str, ...], ...] = (
     (), ("read_file", "edit_file"), ("read_file", "edit_file", "run_tests"),
@@ -41,7 +41,7 @@ PROFILE_COST_SCALE = {"mechanical": 0.3, "local": 1.0, "repository": 3.0, "agent
 
 
 @dataclass(frozen=True)
-class Truth:
+class SyntheticWorld:
     """P(attempt resolves) = sigmoid(logit(success[profile][tier]) - slope · (complexity - 0.5))."""
 
     success: Mapping[str, Mapping[str, float]]
@@ -61,7 +61,7 @@ class Truth:
 
 # Small models are better than the bootstrap priors think on local/repository work, so a
 # retune that learns this can route more of it to the cheap tier.
-DEFAULT_TRUTH = Truth(success={
+DEFAULT_WORLD = SyntheticWorld(success={
     "mechanical": {"small": 0.95, "medium": 0.97, "frontier": 0.98},
     "local": {"small": 0.88, "medium": 0.9, "frontier": 0.92},
     "repository": {"small": 0.7, "medium": 0.8, "frontier": 0.85},
@@ -74,7 +74,7 @@ def _fmt_dict(keys: tuple[str, ...], values: np.ndarray[Any, Any]) -> list[str]:
             for row in values]
 
 
-def synthetic_batches(policy: RoutingPolicy, n: int, *, seed: int = 0, truth: Truth = DEFAULT_TRUTH,
+def synthetic_batches(policy: RoutingPolicy, n: int, *, seed: int = 0, world: SyntheticWorld = DEFAULT_WORLD,
                       start_ts: float = 1.7e9, span_s: float = 7 * 86400.0, batch: int = 50_000,
                       id_prefix: str = "syn") -> Iterator[tuple[list[dict[str, Any]], list[dict[str, Any]]]]:
     """Yield (decision rows, attempt rows) in batches, ``n`` decisions in all."""
@@ -88,7 +88,7 @@ def synthetic_batches(policy: RoutingPolicy, n: int, *, seed: int = 0, truth: Tr
     done = 0
     while done < n:
         m = min(batch, n - done)
-        true_p = rng.choice(len(PROFILES), size=m, p=np.array([truth.mix[p] for p in PROFILES]))
+        true_p = rng.choice(len(PROFILES), size=m, p=np.array([world.mix[p] for p in PROFILES]))
         alpha = np.full((m, len(PROFILES)), 0.6)
         alpha[np.arange(m), true_p] = 6.0
         ps = np.round(rng.gamma(alpha), 12)
@@ -105,7 +105,7 @@ def synthetic_batches(policy: RoutingPolicy, n: int, *, seed: int = 0, truth: Tr
                                  n_tools])
         x = np.column_stack([ps, complexity, feats])
         assert x.shape[1] == len(SUCCESS_FEATURES)
-        harness_idx = rng.choice(len(HARNESSES), size=m, p=np.array([truth.harness_mix[h] for h in HARNESSES]))
+        harness_idx = rng.choice(len(HARNESSES), size=m, p=np.array([world.harness_mix[h] for h in HARNESSES]))
         needed = context_tokens(policy, prompt_tokens, n_files)
         eligible = eligible_matrix(policy, tool_needs[tool_idx], needed)
         keep = eligible.any(axis=1)
@@ -123,7 +123,7 @@ def synthetic_batches(policy: RoutingPolicy, n: int, *, seed: int = 0, truth: Tr
         tier = np.where(explore, explored_tier, greedy)
         propensity = np.where(explore, rate / np.maximum(n_others, 1), greedy_propensities(eligible, rate))
         chains = escalation_chains(policy, tier, eligible)
-        p_true = truth.p_success(profile_idx, complexity, ladder)
+        p_true = world.p_success(profile_idx, complexity, ladder)
         u = rng.random(m)  # common random number across attempts: a harder task is hard for all tiers
         u_override = rng.random((m, 3))
         cost_noise = rng.lognormal(-0.045, 0.3, (m, 3))
@@ -154,7 +154,7 @@ def synthetic_batches(policy: RoutingPolicy, n: int, *, seed: int = 0, truth: Tr
                 j = ladder.index(current)
                 ok = bool(u[i] < p_true[i, j])
                 bigger = ladder[j + 1:]
-                overridden = (not ok) and bool(bigger) and bool(u_override[i, k] < truth.override_rate)
+                overridden = (not ok) and bool(bigger) and bool(u_override[i, k] < world.override_rate)
                 over_to = bigger[0] if overridden else None
                 tried.append(current)
                 cost = COST_PER_TIER.get(current, 0.05) * PROFILE_COST_SCALE[profile] * float(cost_noise[i, k])

@@ -1,4 +1,4 @@
-"""The replay harness: drive recorded or simulated tasks through the real HTTP service.
+"""The bench loop: drive recorded or simulated tasks through the real HTTP service.
 
 For each task: ``POST /v1/route``, ask the benchmark's ``oracle`` what the chosen tier's attempt
 did, ``POST /v1/outcomes`` with what the agent's harness *detected*, and follow ``next``
@@ -14,7 +14,6 @@ or flag a success); the service only ever sees the report, and the episode is sc
 from __future__ import annotations
 
 import time
-import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,7 +23,10 @@ from tqdm import tqdm
 
 from tierwise.bench.routing_metrics import Episode
 from tierwise.service.client import TierwiseClient
-from tierwise.service.errors import TierwiseError
+from tierwise.service.errors import TelemetryTooThin
+from tierwise.service.jsonsafe import jsonable
+from tierwise.service.settings import load_settings
+from tierwise.tuner.retune import run_retune
 
 
 @dataclass(frozen=True)
@@ -213,7 +215,8 @@ def publish_and_promote(settings: Any, policy_json: str, description: str,
 
 @dataclass
 class RetuneStep:
-    available: bool
+    """What one retune did: its status (``promoted``, ``challenger``, ``telemetry_too_thin``...) and versions."""
+
     status: str
     reason: str = ""
     version_before: str = ""
@@ -227,36 +230,15 @@ class RetuneStep:
         return asdict(self)
 
 
-def retune_available() -> tuple[bool, str]:
-    """Whether ``tierwise.tuner.retune.run_retune`` can be imported (it lands separately from the bench)."""
-    try:
-        from tierwise.tuner.retune import run_retune  # noqa: F401
-    except Exception as exc:  # ImportError, or a half-written module failing at import
-        return False, f"tierwise.tuner.retune.run_retune is not importable ({type(exc).__name__}: {exc})"
-    return True, ""
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, str | int | float | bool) or value is None:
-        return value
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return str(value)
-
-
 def retune(client: TierwiseClient, settings_kw: dict[str, Any], *, trials: int, seed: int,
            min_decisions: int, holdout_days: float | None = None, reload_timeout_s: float = 60.0,
            **extra: Any) -> RetuneStep:
-    """Run one retune on the service's home and wait for the hot reload if it promoted."""
-    ok, why = retune_available()
-    before = str(client.policy().version)
-    if not ok:
-        return RetuneStep(False, "unavailable", why, before, before)
-    from tierwise.service.settings import load_settings
-    from tierwise.tuner.retune import run_retune
+    """Run one retune on the service's home and wait for the hot reload if it promoted.
 
+    Too little telemetry is an outcome (the loop keeps its champion); any other exception is a
+    broken tuner and propagates, so the bench and its test fail rather than report a static arm.
+    """
+    before = str(client.policy().version)
     settings = load_settings(**settings_kw)
     kwargs: dict[str, Any] = {"trials": trials, "seed": seed, "min_decisions": min_decisions,
                               "progress": False, **extra}
@@ -265,23 +247,16 @@ def retune(client: TierwiseClient, settings_kw: dict[str, Any], *, trials: int, 
     t0 = time.monotonic()
     try:
         result = run_retune(settings, **kwargs)
-    except TierwiseError as exc:  # e.g. TelemetryTooThin: the loop keeps its champion
-        return RetuneStep(True, exc.code, exc.message, before, before, seconds=time.monotonic() - t0)
-    except Exception as exc:
-        return RetuneStep(False, "error", f"run_retune raised {type(exc).__name__}: {exc}", before, before,
-                          seconds=time.monotonic() - t0,
-                          details={"traceback": traceback.format_exc(limit=6)})
+    except TelemetryTooThin as exc:
+        return RetuneStep(exc.code, exc.message, before, before, seconds=time.monotonic() - t0)
     seconds = time.monotonic() - t0
-    status = str(getattr(result, "status", "?"))
-    details = {k: _plain(getattr(result, k)) for k in ("version", "run_id", "champion_version", "champion",
-                                                       "candidate", "n_train", "n_holdout", "split",
-                                                       "drift_flagged", "best_params", "timings")
-               if hasattr(result, k)}
-    step = RetuneStep(True, status, str(getattr(result, "reason", "")), before, before, seconds=seconds,
-                      n_decisions=getattr(result, "n_decisions", None), details=details)
-    new_version = getattr(result, "version", None)
-    if status == "promoted" and new_version is not None:
-        step.version_after = wait_for_policy(client, version=str(new_version), timeout_s=reload_timeout_s)
+    fields = ("version", "run_id", "champion_version", "champion", "candidate", "n_train", "n_holdout", "split",
+              "drift_flagged", "best_params", "timings")
+    details = jsonable({k: getattr(result, k) for k in fields})
+    step = RetuneStep(result.status, result.reason, before, before, seconds=seconds,
+                      n_decisions=result.n_decisions, details=details)
+    if result.status == "promoted" and result.version is not None:
+        step.version_after = wait_for_policy(client, version=result.version, timeout_s=reload_timeout_s)
         step.promoted = True
     return step
 
