@@ -21,7 +21,7 @@ from typing import Any
 
 from tierwise.bench.swebench_data import DataUnavailable
 from tierwise.service.classify.evaluate import EvalReport, binary_auc, evaluate, text_and_files
-from tierwise.service.classify.model import ProfileClassifier
+from tierwise.service.classify.model import Scorer
 from tierwise.service.classify.task import Task
 from tierwise.service.classify.train import load_corpus
 from tierwise.service.paths import corpus_dir, data_dir
@@ -40,7 +40,7 @@ def load_ood(folder: Path | None = None) -> tuple[list[Task], list[str], list[di
     return [Task.from_mapping(r["request"]) for r in rows], [r["profile"] for r in rows], rows
 
 
-def swebench_check(classifier: ProfileClassifier, real_dir: Path | None = None) -> dict[str, Any]:
+def swebench_check(classifier: Scorer, real_dir: Path | None = None) -> dict[str, Any]:
     """Complexity AUC for the human difficulty label, and the profile mix, on real statements."""
     from tierwise.bench.swebench_data import load_tasks
 
@@ -60,7 +60,7 @@ def swebench_check(classifier: ProfileClassifier, real_dir: Path | None = None) 
     }
 
 
-def run(classifier: ProfileClassifier, real_dir: Path | None = None) -> tuple[dict[str, Any], list[EvalReport]]:
+def run(classifier: Scorer, real_dir: Path | None = None) -> tuple[dict[str, Any], list[EvalReport]]:
     tasks, labels, _ = load_ood()
     reports = [evaluate(classifier, tasks, labels, "ood"),
                evaluate(classifier, [text_and_files(t) for t in tasks], labels, "ood_text_files")]
@@ -75,7 +75,7 @@ def run(classifier: ProfileClassifier, real_dir: Path | None = None) -> tuple[di
     return doc, reports
 
 
-def reliability_plot(classifier: ProfileClassifier, path: Path) -> Path:
+def reliability_plot(classifier: Scorer, path: Path) -> Path:
     import numpy as np
 
     from tierwise.bench.plots import pyplot

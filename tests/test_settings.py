@@ -17,7 +17,7 @@ from tierwise.service.settings import Settings, load_settings
 def test_defaults() -> None:
     s = load_settings()
     assert isinstance(s, Settings)
-    assert (s.home, s.port, s.use_registry, s.embedder, s.seed) == (Path("./var"), 8000, True, "minilm-int8", None)
+    assert (s.home, s.port, s.use_registry, s.embedder, s.seed) == (Path("./var"), 8000, True, "two-stage", None)
     assert s.telemetry_dir == Path("./var/telemetry")
     assert s.tracking_uri.startswith("sqlite:///") and s.tracking_uri.endswith("var/mlflow/mlflow.db")
 

@@ -19,6 +19,8 @@ FailureKind = Literal["tests_failed", "schema_invalid", "timeout", "refused", "e
 """Why an attempt failed, as the harness reports it (outcomes, KPIs, the simulator)."""
 NextAction = Literal["done", "escalate", "human", "script"]
 """What an outcome report tells the harness to do next."""
+Stage = Literal["static", "encoder"]
+"""Which scorer decided a profile: the static token embeddings (fast path) or the MiniLM encoder."""
 
 PROFILES: tuple[Profile, ...] = get_args(Profile)
 EXPECTED_OUTPUTS: tuple[ExpectedOutput, ...] = get_args(ExpectedOutput)
@@ -26,3 +28,4 @@ HARNESSES: tuple[Harness, ...] = get_args(Harness)
 CAPABILITIES: tuple[Capability, ...] = get_args(Capability)
 FAILURE_KINDS: tuple[FailureKind, ...] = get_args(FailureKind)
 NEXT_ACTIONS: tuple[NextAction, ...] = get_args(NextAction)
+STAGES: tuple[Stage, ...] = get_args(Stage)

@@ -88,13 +88,18 @@ class HashingEmbedder:
 
 
 def make_embedder(kind: str, threads: int | None = None, cache_dir: Path | None = None) -> Embedder:
-    """``cache_dir`` holds derived model files (the int8 ONNX export); None: the user cache."""
+    """``cache_dir`` holds derived model files (the int8 ONNX export, the static table); None: the
+    user cache. ``two-stage`` is not an embedder but two classifiers (``components``)."""
     if kind == "minilm":
         return MiniLMEmbedder(threads=threads)
     if kind == "minilm-int8":
         from tierwise.service.classify.onnx_embed import OnnxMiniLMEmbedder
 
         return OnnxMiniLMEmbedder(cache_dir, threads=threads)
+    if kind == "static":
+        from tierwise.service.classify.static_embed import StaticMiniLMEmbedder
+
+        return StaticMiniLMEmbedder(cache_dir)
     if kind == "hashing":
         return HashingEmbedder()
-    raise ValueError(f"unknown embedder {kind!r}; expected 'minilm', 'minilm-int8' or 'hashing'")
+    raise ValueError(f"unknown embedder {kind!r}; expected 'minilm', 'minilm-int8', 'static' or 'hashing'")

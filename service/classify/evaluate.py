@@ -15,7 +15,7 @@ import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, roc_auc_score
 
 from tierwise.service.classify import PROFILES
-from tierwise.service.classify.model import ProfileClassifier
+from tierwise.service.classify.model import Scorer
 from tierwise.service.classify.task import Task
 
 ECE_BINS = 10
@@ -76,7 +76,7 @@ def report(name: str, y_true: Sequence[str], y_pred: Sequence[str], confidence: 
     )
 
 
-def evaluate(classifier: ProfileClassifier, tasks: Sequence[Task], labels: Sequence[str], name: str) -> EvalReport:
+def evaluate(classifier: Scorer, tasks: Sequence[Task], labels: Sequence[str], name: str) -> EvalReport:
     scores = classifier.score_many(tasks)
     return report(name, labels, [s.profile for s in scores], [max(s.profile_scores.values()) for s in scores])
 

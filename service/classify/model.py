@@ -14,10 +14,11 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
+from tierwise.service.classify import Stage
 from tierwise.service.classify.embed import Embedder
 from tierwise.service.classify.features import (
     PROFILE_FEATURES,
@@ -43,10 +44,26 @@ class Scores:
     prototype_similarity: dict[str, float]
     keywords: dict[str, list[str]]
     prompt_tokens: int
+    # Which scorer produced these numbers (the two-stage scorer's answer to "who decided").
+    stage: Stage = "encoder"
 
     @property
     def profile(self) -> str:
         return max(self.profile_scores, key=lambda p: self.profile_scores[p])
+
+
+class Scorer(Protocol):
+    """What the router needs from a classifier: one ``ProfileClassifier``, the two-stage scorer,
+    or either behind the score cache."""
+
+    profiles: tuple[str, ...]
+    embedder: Embedder
+
+    def score(self, task: Task) -> Scores: ...
+
+    def score_many(self, tasks: Sequence[Task]) -> list[Scores]: ...
+
+    def warm(self) -> None: ...
 
 
 def design_row(features: dict[str, float], mask: Sequence[float], embedding: np.ndarray, prototypes: np.ndarray,
@@ -84,6 +101,7 @@ class ProfileClassifier:
                                   "with `tierwise train`", field="feature_names")
         self.artifact = artifact
         self.embedder = embedder
+        self.stage: Stage = getattr(embedder, "stage", "encoder")
         self.profiles: tuple[str, ...] = tuple(artifact["profiles"])
         self._mean = np.array(artifact["scaler"]["mean"])
         self._scale = np.array(artifact["scaler"]["scale"])
@@ -110,11 +128,17 @@ class ProfileClassifier:
     def score(self, task: Task) -> Scores:
         return self.score_many([task])[0]
 
+    def warm(self) -> None:
+        """Loading is lazy; one score builds and loads what the encoder derives (the ONNX file,
+        the static table), so a broken artefact or cache fails here, not on a request."""
+        self.score(Task(prompt="warm up the encoder before the first request"))
+
     def score_many(self, tasks: Sequence[Task]) -> list[Scores]:
         embeddings = self.embedder.encode([t.prompt for t in tasks])
         out = []
         for task, emb in zip(tasks, embeddings, strict=True):
-            feats = structural_features(task)
+            hits = keyword_hits(task.prompt)
+            feats = structural_features(task, hits)
             x = design_row(feats, profile_mask(task), emb, self._prototypes, self._mean, self._scale)
             idx, val = self._tfidf.sparse(task.prompt)
             semantic = self._coef @ x + self._intercept
@@ -128,7 +152,8 @@ class ProfileClassifier:
                 complexity=round(cx, 6),
                 features=feats,
                 prototype_similarity={p: round(float(s), 6) for p, s in zip(self.profiles, sims, strict=True)},
-                keywords={p: w for p, w in keyword_hits(task.prompt).items() if w},
+                keywords={p: w for p, w in hits.items() if w},
                 prompt_tokens=estimate_tokens(task.prompt),
+                stage=self.stage,
             ))
         return out
