@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
+from typing import TypedDict
 
 from tierwise.service.classify import EXPECTED_OUTPUTS, HARNESSES
 from tierwise.service.errors import TierwiseError
@@ -17,7 +18,27 @@ from tierwise.service.settings import Settings, load_settings
 Handler = Callable[[argparse.Namespace, Settings], int]
 
 
+# Connection bounds per worker. An idle kept-alive connection closes after 5 s; a request line and
+# headers may take 16 KiB; past 512 open connections or requests in flight, a new one gets a 503 at
+# once rather than holding memory until the box runs out. Bodies are bounded in size and time by
+# the app itself (``api/limits.py``: 413, and 408 after ``TIERWISE_BODY_TIMEOUT_S``).
+class _ConnectionLimits(TypedDict):
+    timeout_keep_alive: int
+    h11_max_incomplete_event_size: int
+    limit_concurrency: int
+
+
+UVICORN_LIMITS = _ConnectionLimits(timeout_keep_alive=5, h11_max_incomplete_event_size=16 * 1024,
+                                   limit_concurrency=512)
+
+
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from tierwise.service.keys import KeyStore, check_exposure
+
+    # Before anything heavy loads: without a key, serve on loopback only, and say so loudly.
+    warning = check_exposure(args.host or settings.host, bool(KeyStore(settings.keys_file).records()), settings.auth)
+    if warning:
+        logging.getLogger(__name__).warning(warning)
     import uvicorn
 
     host = args.host or settings.host
@@ -38,7 +59,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     else:
         from tierwise.service.api.app import create_app
 
-        uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level)
+        uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level, **UVICORN_LIMITS)
     return 0
 
 
@@ -65,7 +86,7 @@ def _serve_workers(settings: Settings, host: str, port: int, workers: int) -> No
     metrics_dir = tempfile.mkdtemp(prefix="tierwise-metrics-")
     os.environ[MULTIPROC_ENV] = metrics_dir
     config = uvicorn.Config("tierwise.service.api.app:create_app_from_env", factory=True, host=host, port=port,
-                            workers=workers, log_level=settings.log_level)
+                            workers=workers, log_level=settings.log_level, **UVICORN_LIMITS)
     raw = config.bind_socket()
     sock = socket.socket(raw.family, raw.type, socket.IPPROTO_TCP, fileno=raw.detach())
     try:
@@ -117,9 +138,11 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     from tierwise.service.paths import corpus_dir, default_classifier_file
 
     rows = load_corpus(corpus_dir(), split="train")
-    artifact = train(rows, make_embedder(settings.embedder, cache_dir=settings.model_cache), seed=args.seed,
-                     progress=True)
-    out = Path(args.out) if args.out else default_classifier_file(settings.embedder)
+    # "two-stage" trains its first stage (data/classifier.static.json); its second stage is the
+    # minilm-int8 artefact (TIERWISE_EMBEDDER=minilm-int8 tierwise train).
+    kind = "static" if settings.embedder == "two-stage" else settings.embedder
+    artifact = train(rows, make_embedder(kind, cache_dir=settings.model_cache), seed=args.seed, progress=True)
+    out = Path(args.out) if args.out else default_classifier_file(kind)
     out.write_text(json.dumps(artifact, separators=(",", ":")) + "\n")
     info = artifact["trained_on"]
     print(f"trained on {len(rows)} rows from {len(info['writers'])} writers with seed {args.seed} "
@@ -138,7 +161,8 @@ def cmd_policy(args: argparse.Namespace, settings: Settings) -> int:
         champion, challenger = reg.alias(CHAMPION), reg.alias("challenger")
         print(f"{'version':>8}  {'alias':<11} {'created':<20} description")
         for v in reg.versions():
-            alias = "champion" if v.version == champion else "challenger" if v.version == challenger else ""
+            number = str(v.version)  # MLflow gives an int; the aliases resolve to strings
+            alias = "champion" if number == champion else "challenger" if number == challenger else ""
             created = date.fromtimestamp(v.creation_timestamp / 1000).isoformat()
             print(f"{v.version:>8}  {alias:<11} {created:<20} {v.description or ''}")
     elif args.action == "show":
@@ -182,6 +206,30 @@ def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
+    from tierwise.service.keys import CREATE_HINT, KeyStore, parse_scopes
+
+    store = KeyStore(settings.keys_file)
+    if args.action == "create":
+        record, key = store.create(parse_scopes(args.scopes), args.name)
+        print(key)  # alone on stdout, so `KEY=$(tierwise keys create ...)` works
+        print(f"created key {record.name!r} (id {record.id}, scopes {','.join(record.scopes)}). It will not be "
+              "shown again: store it now; send it as 'Authorization: Bearer <key>'.", file=sys.stderr)
+    elif args.action == "list":
+        records = store.records()
+        if not records:
+            print(f"no API keys: the API is unauthenticated (loopback only). Create one: {CREATE_HINT}")
+        else:
+            print(f"{'name':<20} {'id':<12}  {'prefix':<8} {'scopes':<18} {'created':<20}")
+        for r in records:
+            print(f"{r.name:<20} {r.id}  {r.prefix}…  {','.join(r.scopes):<18} {r.created_at}"
+                  f"{'  revoked' if r.revoked else ''}")
+    else:
+        record = store.revoke(args.key)
+        print(f"revoked key {record.name!r} (id {record.id}); a running server refuses it from its next request")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tierwise", description="Route coding-agent tasks to a model tier.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -211,6 +259,15 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--since", help="YYYY-MM-DD")
     st.add_argument("--by", choices=["version", "day"], default="version")
     st.set_defaults(fn=cmd_stats)
+    k = sub.add_parser("keys", help="create, list or revoke API keys")
+    ks = k.add_subparsers(dest="action", required=True)
+    kc = ks.add_parser("create", help="create a key and print it, once")
+    kc.add_argument("--scopes", required=True, help="comma-separated: route, report, admin (admin implies all)")
+    kc.add_argument("--name", help="a label for `keys list` and `keys revoke` (default: key-<id>)")
+    ks.add_parser("list", help="every key: name, id, prefix, scopes, created, revoked (never the key)")
+    kr = ks.add_parser("revoke", help="revoke a key by name or id")
+    kr.add_argument("key", metavar="NAME_OR_ID")
+    k.set_defaults(fn=cmd_keys)
     _extensions(sub)
     return p
 

@@ -42,8 +42,10 @@ class NextStep:
 
 class TierwiseClient:
     def __init__(self, base_url: str = "http://127.0.0.1:8000", timeout: float = 30.0,
-                 transport: httpx.BaseTransport | None = None) -> None:
-        self._http = httpx.Client(base_url=base_url, timeout=timeout, transport=transport)
+                 transport: httpx.BaseTransport | None = None, api_key: str | None = None) -> None:
+        """``api_key``: a key from ``tierwise keys create``, sent as ``Authorization: Bearer``."""
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
+        self._http = httpx.Client(base_url=base_url, timeout=timeout, transport=transport, headers=headers)
 
     def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         return self._check(self._http.post(path, json=body))

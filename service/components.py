@@ -7,9 +7,10 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from tierwise.service.classify.cache import CachedScorer
 from tierwise.service.classify.embed import make_embedder
-from tierwise.service.classify.model import ProfileClassifier
-from tierwise.service.classify.task import Task
+from tierwise.service.classify.model import ProfileClassifier, Scorer
+from tierwise.service.classify.two_stage import TwoStageScorer
 from tierwise.service.errors import ArtifactMissing, ConfigError
 from tierwise.service.outcomes import OutcomeRecorder
 from tierwise.service.paths import default_classifier_file, default_policy_file
@@ -17,7 +18,7 @@ from tierwise.service.policy.holder import PolicyHolder
 from tierwise.service.policy.model import RoutingPolicy, parse_policy
 from tierwise.service.routing import Router
 from tierwise.service.settings import ENV_PREFIX, Settings
-from tierwise.service.telemetry.store import TelemetryStore
+from tierwise.service.telemetry.store import Retention, TelemetryStore
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class Components:
     settings: Settings
-    classifier: ProfileClassifier
+    classifier: Scorer
     holder: PolicyHolder
     store: TelemetryStore | None
     router: Router
@@ -36,23 +37,36 @@ class Components:
             self.store.close()
 
 
-def load_policy_file(path: Path) -> RoutingPolicy:
+def load_policy_file(path: Path, scripts: tuple[str, ...] | None = None) -> RoutingPolicy:
     try:
         raw = path.read_text()
     except OSError as exc:
         raise ConfigError(f"cannot read policy file {path}: {exc.strerror or exc}",
                           field=f"{ENV_PREFIX}POLICY_FILE") from exc
-    return parse_policy(raw)
+    return parse_policy(raw) if scripts is None else parse_policy(raw, scripts=scripts)
 
 
-def load_classifier(settings: Settings) -> ProfileClassifier:
-    path = settings.classifier_file or default_classifier_file(settings.embedder)
-    embedder = make_embedder(settings.embedder, settings.encoder_threads, settings.model_cache)
+def _load_artifact(settings: Settings, kind: str, path: Path | None, field: str) -> ProfileClassifier:
+    path = path or default_classifier_file(kind)
+    embedder = make_embedder(kind, settings.encoder_threads, settings.model_cache)
     try:
         return ProfileClassifier.load(path, embedder)
     except (OSError, ValueError, KeyError, TypeError) as exc:  # unreadable, not JSON, or a field missing
         raise ArtifactMissing(f"classifier artefact {path} cannot be loaded ({type(exc).__name__}: {exc}); "
-                              "rebuild it with `tierwise train`", field="classifier_file") from exc
+                              "rebuild it with `tierwise train`", field=field) from exc
+
+
+def load_classifier(settings: Settings) -> Scorer:
+    """The configured scorer behind the score cache (``classify/cache.py``)."""
+    scorer: Scorer
+    if settings.embedder == "two-stage":
+        fast = _load_artifact(settings, "static", settings.fast_classifier_file, "fast_classifier_file")
+        encoder = _load_artifact(settings, "minilm-int8", settings.classifier_file, "classifier_file")
+        scorer = TwoStageScorer(fast, encoder, margin=settings.fast_margin,
+                                long_prompt_tokens=settings.fast_long_prompt_tokens)
+    else:
+        scorer = _load_artifact(settings, settings.embedder, settings.classifier_file, "classifier_file")
+    return CachedScorer(scorer, settings.score_cache_size)
 
 
 def initial_policy(settings: Settings) -> tuple[RoutingPolicy, str]:
@@ -62,14 +76,15 @@ def initial_policy(settings: Settings) -> tuple[RoutingPolicy, str]:
 
         return startup_policy(settings)
     path = settings.policy_file or default_policy_file()
-    return load_policy_file(path), f"file:{path}"
+    return load_policy_file(path, settings.scripts), f"file:{path}"
 
 
-def warm_classifier(settings: Settings) -> ProfileClassifier:
-    """Loading alone is lazy; one encode builds what the encoder derives (the ONNX file) and
-    loads it, so a broken artefact or cache fails here and not on the first request."""
+def warm_classifier(settings: Settings) -> Scorer:
+    """Loading alone is lazy; one encode per stage builds what the encoders derive (the ONNX
+    file, the static table) and loads it, so a broken artefact or cache fails here and not on
+    the first request."""
     classifier = load_classifier(settings)
-    classifier.score(Task(prompt="warm up the encoder before the first request"))
+    classifier.warm()
     return classifier
 
 
@@ -80,6 +95,8 @@ def build(settings: Settings, *, telemetry: bool = True) -> Components:
     store = None
     if telemetry:
         store = TelemetryStore.open(settings.telemetry_dir, durability=settings.durability)
+        store.retention = Retention(settings.journal_retention_days, settings.outcome_window_days,
+                                    settings.maintenance_interval_s)
     rng = random.Random(settings.seed)
     router = Router(classifier, holder, store.route_journal if store else None, rng, shadow=settings.shadow)
     recorder = OutcomeRecorder(store.journal, holder) if store else None

@@ -62,6 +62,34 @@ class RegistryUnavailable(TierwiseError):
     code = "registry_unavailable"
 
 
+class TelemetryUnavailable(TierwiseError):
+    """The journal cannot take a write (disk full, file-size limit, read-only): the client retries."""
+
+    code = "telemetry_unavailable"
+
+
 class RetuneFailed(TierwiseError):
     code = "retune_failed"
+
+
+class RetuneBusy(TierwiseError):
+    """Another retune holds the home's retune lock (``another retune is running (pid N since T)``)."""
+
+    code = "retune_busy"
+
+
+class Unauthorized(TierwiseError):
+    """No API key, a malformed ``Authorization`` header, or a key that is unknown or revoked."""
+
+    code = "unauthorized"
+
+
+class Forbidden(TierwiseError):
+    """A valid API key without the scope the endpoint needs."""
+
+    code = "forbidden"
+
+
+class KeyNotFound(TierwiseError):
+    code = "key_not_found"
 

@@ -7,17 +7,22 @@ call it, and the tuner replays the same ``classify`` + ``policy.decide`` functio
 from __future__ import annotations
 
 import json
+import logging
 import random
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from tierwise.service.classify.model import ProfileClassifier, Scores
+from tierwise.service.classify.model import Scorer, Scores
 from tierwise.service.classify.task import Task
+from tierwise.service.errors import TelemetryUnavailable
 from tierwise.service.policy.decide import Decision, decide
 from tierwise.service.policy.holder import PolicyHolder
+from tierwise.service.redact import preview
 from tierwise.service.telemetry.journal import Journal
+
+log = logging.getLogger(__name__)
 
 PREVIEW_CHARS = 280
 
@@ -29,6 +34,8 @@ class Routed:
     scores: Scores
     latency_ms: float
     shadow_tier: str | None = None
+    # False when the journal refused the decision: the caller still gets it, and counts the drop.
+    logged: bool = True
 
     def to_response(self) -> dict[str, Any]:
         d, plan = self.decision, self.decision.plan
@@ -50,12 +57,13 @@ class Routed:
             "propensity": d.propensity,
             "tier_scores": d.tier_scores,
             "reasons": list(d.reasons),
+            "stage": self.scores.stage,
             "latency_ms": round(self.latency_ms, 3),
         }
 
 
 class Router:
-    def __init__(self, classifier: ProfileClassifier, holder: PolicyHolder, journal: Journal | None,
+    def __init__(self, classifier: Scorer, holder: PolicyHolder, journal: Journal | None,
                  rng: random.Random, shadow: bool = False) -> None:
         self.classifier = classifier
         self.holder = holder
@@ -77,9 +85,14 @@ class Router:
         latency_ms = (time.perf_counter() - start) * 1000.0
         routed = Routed(new_decision_id(), decision, scores, latency_ms, shadow_tier)
         if self.journal is not None:
-            self.journal.insert("decisions", decision_row(routed, task, task_id, policy.rank(decision.tier),
-                                                          len(policy.ladder),
-                                                          challenger.version if challenger else None))
+            try:
+                self.journal.insert("decisions", decision_row(routed, task, task_id, policy.rank(decision.tier),
+                                                              len(policy.ladder),
+                                                              challenger.version if challenger else None))
+            except TelemetryUnavailable as exc:
+                # A decision is worth more to the agent than its log line: answer, and say it was lost.
+                log.warning("decision %s answered but not logged: %s", routed.decision_id, exc.message)
+                return replace(routed, logged=False)
         return routed
 
 
@@ -95,7 +108,7 @@ def decision_row(r: Routed, task: Task, task_id: str | None, rank: int, ladder_s
     d, s = r.decision, r.scores
     return {
         "decision_id": r.decision_id, "ts": time.time(), "policy_version": d.policy_version,
-        "harness": d.harness, "task_id": task_id, "prompt_preview": task.prompt[:PREVIEW_CHARS],
+        "harness": d.harness, "task_id": task_id, "prompt_preview": preview(task.prompt, PREVIEW_CHARS),
         "prompt_chars": len(task.prompt), "prompt_tokens": s.prompt_tokens, "n_files": len(task.files),
         "tools": json.dumps(list(task.tools)), "expected_output": task.expected_output,
         "diff_lines": task.diff_lines, "repo_files": task.repo.files,
@@ -108,6 +121,9 @@ def decision_row(r: Routed, task: Task, task_id: str | None, rank: int, ladder_s
         "propensity": d.propensity, "escalation_chain": json.dumps(list(d.escalation_chain)),
         "reasons": json.dumps(list(d.reasons)), "latency_ms": r.latency_ms,
         "shadow_version": shadow_version, "shadow_tier": r.shadow_tier,
+        # Which scorer decided; the journal stores the keys its schema has (a ``stage`` column
+        # is for the telemetry package to add), so this is harmless until then.
+        "stage": s.stage,
     }
 
 

@@ -7,14 +7,25 @@ and a bad value is reported with the variable's name and the value, as starlette
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from tierwise.service.errors import ConfigError
+from tierwise.service.keys import AuthMode
 
 ENV_PREFIX = "TIERWISE_"
+
+# Ceilings of the request models (``api/schemas.py``), which are static: the settings below may
+# lower a bound, never raise it past what the models let through.
+PROMPT_CHARS_CEILING = 1_000_000
+FILES_CEILING = 100_000
+# The deterministic scripts a policy's ``escalation.scripts`` may name (``TIERWISE_SCRIPTS``,
+# comma-separated). A policy comes from the registry, which a retune or a person writes; the
+# allow-list keeps a policy from pointing the agent harness at an arbitrary program. The shipped
+# policy names none; these are the codemods the docs and examples use.
+DEFAULT_SCRIPTS: tuple[str, ...] = ("scripts/codemod.py", "scripts/codemod_rename.py", "scripts/format.py")
 
 
 class Settings(BaseSettings):
@@ -31,11 +42,26 @@ class Settings(BaseSettings):
     policy_name: str = "tierwise-policy"
     policy_file: Path | None = None
     use_registry: bool = True
+    # Where policy artefacts live; None: ``<home>/mlflow/artifacts``. Versions record their path
+    # relative to it, so a home that is moved or restored elsewhere still finds them.
+    artifact_root: Path | None = None
     poll_seconds: float = Field(10.0, gt=0)
     shadow: bool = False
+    scripts: Annotated[tuple[str, ...], NoDecode] = DEFAULT_SCRIPTS
     # Classifier.
-    embedder: Literal["minilm", "minilm-int8", "hashing"] = "minilm-int8"
+    # "two-stage": static MiniLM token embeddings first, the int8 encoder only when unsure
+    # (service/classify/two_stage.py); "static": the first stage alone.
+    embedder: Literal["minilm", "minilm-int8", "static", "two-stage", "hashing"] = "two-stage"
+    # The encoder's artefact (for "two-stage": its second stage's); None: data/classifier.<embedder>.json.
     classifier_file: Path | None = None
+    # "two-stage": the static stage's artefact (None: data/classifier.static.json); the encoder
+    # runs when the static top-two probability margin is under fast_margin, or when the prompt
+    # has at least fast_long_prompt_tokens tokens (0: never for length alone).
+    fast_classifier_file: Path | None = None
+    fast_margin: float = Field(0.03, ge=0.0, le=1.0)
+    fast_long_prompt_tokens: int = Field(0, ge=0)
+    # Scores of this many recent distinct tasks per process, for agents that re-ask; 0: off.
+    score_cache_size: int = Field(4096, ge=0, le=1_000_000)
     # Encoder intra-op threads per service process (see OnnxMiniLMEmbedder); training uses all cores.
     encoder_threads: int = Field(1, ge=1, le=64)
     # Derived model files (the int8 ONNX export, built on first use); None: ~/.cache/tierwise.
@@ -43,15 +69,26 @@ class Settings(BaseSettings):
     # Exploration randomness; None draws from the OS.
     seed: int | None = None
     # Request bounds.
-    max_prompt_chars: int = Field(200_000, ge=1)
-    max_files: int = Field(10_000, ge=0)
+    max_prompt_chars: int = Field(200_000, ge=1, le=PROMPT_CHARS_CEILING)
+    max_files: int = Field(10_000, ge=0, le=FILES_CEILING)
+    # A request body must arrive whole within this many seconds (slow senders get 408).
+    body_timeout_s: float = Field(10.0, gt=0, le=600)
     # Telemetry.
     export_interval_s: float = Field(1.0, gt=0)
     durability: Literal["normal", "full"] = "normal"
+    # Exported rows older than this leave the journal, unless the service still needs them
+    # (an episode still open, an open human-queue item); see telemetry/retention.py.
+    journal_retention_days: float = Field(7.0, gt=0)
+    # An open episode (no outcome yet, or escalated) is kept this long for its late outcome.
+    outcome_window_days: float = Field(30.0, gt=0)
+    # How often the background thread runs retention and checkpoints the WAL to zero bytes.
+    maintenance_interval_s: float = Field(600.0, gt=0)
     # Outcome reports run on this many threads per worker, reniced by this much (see api/lane.py).
     ingest_threads: int = Field(1, ge=1, le=64)
     ingest_nice: int = Field(10, ge=0, le=19)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # API keys (service/keys.py): "auto" requires a key iff one exists; "required" always does.
+    auth: AuthMode = "auto"
 
     @property
     def telemetry_dir(self) -> Path:
@@ -63,13 +100,24 @@ class Settings(BaseSettings):
             return self.registry_uri
         return f"sqlite:///{(self.home / 'mlflow' / 'mlflow.db').resolve()}"
 
+    @field_validator("scripts", mode="before")
+    @classmethod
+    def _split_scripts(cls, v: object) -> object:
+        if isinstance(v, str):
+            return tuple(name.strip() for name in v.split(",") if name.strip())
+        return v
+
     @property
-    def artifact_root(self) -> Path:
-        return (self.home / "mlflow" / "artifacts").resolve()
+    def artifacts(self) -> Path:
+        return (self.artifact_root or self.home / "mlflow" / "artifacts").resolve()
 
     @property
     def policy_cache(self) -> Path:
         return self.home / "policy" / "last_good.json"
+
+    @property
+    def keys_file(self) -> Path:
+        return self.home / "keys.json"
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -14,7 +14,8 @@ def cmd_retune(args: argparse.Namespace, settings: Settings) -> int:
 
     result = run_retune(settings, dry_run=args.dry_run, if_drift=args.if_drift, trials=args.trials,
                         holdout_days=args.holdout_days, min_decisions=args.min_decisions, seed=args.seed,
-                        margin=args.margin, floor=args.floor, window=args.window, progress=not args.no_progress)
+                        margin=args.margin, floor=args.floor, window=args.window, progress=not args.no_progress,
+                        wait_s=args.wait)
     if args.json:
         print(json.dumps(jsonable(result.__dict__), indent=2))
         return 0
@@ -44,6 +45,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--wait must be a number of seconds, not {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"--wait must be a number of seconds >= 0, not {text!r}")
+    return value
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("retune", help="learn a new policy from telemetry, evaluate it off-policy, publish it")
     p.add_argument("--dry-run", action="store_true", help="evaluate only; publish nothing")
@@ -60,6 +71,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="relative cost-per-resolved improvement needed to promote (default 0.03)")
     p.add_argument("--floor", type=float, default=None,
                    help="resolution-rate floor (default: champion estimate - 0.005)")
+    p.add_argument("--wait", type=_seconds, default=0.0, metavar="SECONDS",
+                   help="if another retune of this home is running, wait up to SECONDS for it (default 0: "
+                        "exit 2 at once)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(fn=cmd_retune)

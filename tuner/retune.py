@@ -7,7 +7,9 @@ when there are more than 3 tiers, with Optuna on the training slice (``tierwise.
 champion and candidate on the holdout with SNIPS/DR and bootstrap intervals (``tierwise.tuner.ope``);
 log one MLflow run; register the candidate as a new policy version; move ``champion`` only if
 the candidate is cheaper per resolved task by ``margin`` and its resolution interval does not
-say it is below the floor; otherwise it becomes the ``challenger``.
+say it is below the floor; otherwise it becomes the ``challenger``. A publishing retune holds the
+home's retune lock throughout (``tierwise.tuner.exclusive``), and judges the candidate again if
+the champion moved (a person promoted) while it searched.
 
 Every candidate choice is made by ``tierwise.service.policy.decide``'s own vectorised functions.
 """
@@ -30,10 +32,11 @@ from tierwise.service.paths import default_policy_file
 from tierwise.service.policy.model import RoutingPolicy, parse_policy
 from tierwise.service.policy.registry import CHALLENGER, CHAMPION, PolicyRegistry, make_registry
 from tierwise.service.settings import Settings
+from tierwise.tuner.counterfactual import tier_codes
 from tierwise.tuner.dataset import LoggedData, drift_frame, load_logged, split_holdout, training_rows
 from tierwise.tuner.drift import DriftReport, drift_report
+from tierwise.tuner.exclusive import fail_stale_runs, owner_tags, retune_lock
 from tierwise.tuner.ope import estimate_policy
-from tierwise.tuner.replay import tier_codes
 from tierwise.tuner.search import Evaluator, StudyResult, TrialRecord, headline, run_study, with_params
 from tierwise.tuner.success_fit import SuccessFit, fit_success_models, prior_means
 
@@ -109,11 +112,11 @@ def promotion_gate(champion_cpr: float, candidate_cpr: float, candidate_resoluti
 def _champion(reg: PolicyRegistry | None, settings: Settings, dry_run: bool) -> RoutingPolicy:
     bootstrap = settings.policy_file or default_policy_file()
     if reg is None:
-        return parse_policy(bootstrap.read_text())
+        return parse_policy(bootstrap.read_text(), scripts=settings.scripts)
     version = reg.alias(CHAMPION)
     if version is None:
         if dry_run:  # publishing nothing includes not registering the bootstrap version
-            return parse_policy(bootstrap.read_text(), version="bootstrap")
+            return parse_policy(bootstrap.read_text(), version="bootstrap", scripts=settings.scripts)
         version = reg.ensure_bootstrap(bootstrap)
     return reg.load(version)
 
@@ -169,11 +172,46 @@ def _plot(trials: list[TrialRecord], champion: dict[str, float], floor: float, b
     return buf.getvalue()
 
 
+def regate(reg: PolicyRegistry, champion: RoutingPolicy, gate: GateDecision, ev_hold: Evaluator,
+           cand: dict[str, float], *, floor: float | None, margin: float, seed: int) -> GateDecision:
+    """The gate again, at promotion time, if the champion is no longer the one the candidate was
+    judged against (someone promoted meanwhile): a candidate must beat the policy it replaces."""
+    current = reg.alias(CHAMPION)
+    if current is None or current == champion.version:
+        return gate
+    now_champion = reg.load(current)
+    moved = f"the champion moved from {champion.version} to {current} during the retune"
+    if now_champion.ladder != champion.ladder:
+        return GateDecision(False, f"{moved}, with another ladder; not promoted (retune again)")
+    champ = headline(ev_hold.estimate(now_champion, n_boot=N_BOOT, seed=seed))
+    again = promotion_gate(champ["cost_per_resolved"], cand["cost_per_resolved"], cand["resolution_high"],
+                           floor=floor if floor is not None else champ["resolution"] - FLOOR_SLACK, margin=margin,
+                           champion_cpr_dr=champ["cost_per_resolved_dr"],
+                           candidate_cpr_dr=cand["cost_per_resolved_dr"])
+    return GateDecision(again.promote, f"{moved}; judged against {current}: {again.reason}")
+
+
 def run_retune(settings: Settings, *, dry_run: bool = False, if_drift: bool = False, trials: int = 60,
                holdout_days: float = 2.0, min_decisions: int = 1000, seed: int = 0, margin: float = 0.03,
                floor: float | None = None, window: int | None = None, progress: bool = True,
-               now: float | None = None) -> RetuneResult:
-    """Retune from the telemetry under ``settings.home``; see the module docstring.
+               now: float | None = None, wait_s: float = 0.0) -> RetuneResult:
+    """Retune from the telemetry under ``settings.home``; see the module docstring. Unless it is a
+    dry run, it holds the home's retune lock, waiting up to ``wait_s`` seconds for another retune
+    (then ``RetuneBusy``)."""
+    if dry_run:
+        return _retune(settings, dry_run=True, if_drift=if_drift, trials=trials, holdout_days=holdout_days,
+                       min_decisions=min_decisions, seed=seed, margin=margin, floor=floor, window=window,
+                       progress=progress, now=now)
+    with retune_lock(settings, wait_s):
+        return _retune(settings, dry_run=False, if_drift=if_drift, trials=trials, holdout_days=holdout_days,
+                       min_decisions=min_decisions, seed=seed, margin=margin, floor=floor, window=window,
+                       progress=progress, now=now)
+
+
+def _retune(settings: Settings, *, dry_run: bool, if_drift: bool, trials: int, holdout_days: float,
+            min_decisions: int, seed: int, margin: float, floor: float | None, window: int | None,
+            progress: bool, now: float | None) -> RetuneResult:
+    """The retune itself (the lock is the caller's).
 
     ``window`` keeps only the most recent N decisions with outcomes: after a model swap the old
     traffic describes a world that is gone, and diluting the new evidence with it is what kept
@@ -193,6 +231,8 @@ def run_retune(settings: Settings, *, dry_run: bool = False, if_drift: bool = Fa
     drift = _drift(train, holdout)
 
     reg = make_registry(settings) if settings.use_registry else None
+    if reg is not None and not dry_run:
+        fail_stale_runs(reg, EXPERIMENT, lock_held=reg.local)
     if if_drift and not drift.flagged:  # touch nothing, not even the registry's bootstrap
         return RetuneResult(status="no_drift", version=None, run_id=None,
                             champion_version=(reg.alias(CHAMPION) if reg else None) or "bootstrap",
@@ -222,7 +262,8 @@ def run_retune(settings: Settings, *, dry_run: bool = False, if_drift: bool = Fa
     study: StudyResult = run_study(template, ev_train, trials=trials, floor=train_floor, seed=seed,
                                    progress=progress)
     candidate = with_params(template, study.best_params, study.harnesses, study.profiles)
-    candidate = parse_policy(json.loads(candidate.canonical_json()), version="candidate")  # full validation
+    candidate = parse_policy(json.loads(candidate.canonical_json()), version="candidate",
+                             scripts=settings.scripts)  # full validation
     timings["search_s"] = time.perf_counter() - t
 
     # 3. Champion vs candidate on the holdout, with bootstrap intervals.
@@ -262,7 +303,7 @@ def run_retune(settings: Settings, *, dry_run: bool = False, if_drift: bool = Fa
     # 4. MLflow: one run, the policy version, and the alias.
     t = time.perf_counter()
     client = reg.client
-    run = client.create_run(reg.experiment_id(EXPERIMENT), run_name=f"retune-{int(now)}")
+    run = client.create_run(reg.experiment_id(EXPERIMENT), run_name=f"retune-{int(now)}", tags=owner_tags())
     run_id = run.info.run_id
     try:
         for key, value in params.items():
@@ -272,7 +313,7 @@ def run_retune(settings: Settings, *, dry_run: bool = False, if_drift: bool = Fa
         metrics.update({f"champion_train_{k}": v for k, v in champ_train.to_dict().items()
                         if not k.endswith(("_low", "_high"))})
         metrics.update(shadow)
-        metrics.update({"drift_flagged": float(drift.flagged), "promoted": float(gate.promote),
+        metrics.update({"drift_flagged": float(drift.flagged),
                         **{f"time_{k}": v for k, v in timings.items()}})
         from mlflow.entities import Metric
 
@@ -288,6 +329,7 @@ def run_retune(settings: Settings, *, dry_run: bool = False, if_drift: bool = Fa
         client.log_dict(run_id, {"trials": [asdict(r) for r in study.trials]}, "trials.json")
         _log_png(client, run_id, _plot(study.trials, champ, train_floor, study.best_number))
         model_file = json.dumps(fit.spec.model_dump(mode="json"), indent=2).encode()
+        gate = regate(reg, champion, gate, ev_hold, cand, floor=floor, margin=margin, seed=seed)
         version = reg.publish(candidate.canonical_json(), run_id, files={"success_model.json": model_file},
                               description=f"retune run {run_id}: {gate.reason}")
         if gate.promote:
@@ -298,6 +340,7 @@ def run_retune(settings: Settings, *, dry_run: bool = False, if_drift: bool = Fa
             status = "challenger"
         client.set_tag(run_id, "policy_version", version)
         client.set_tag(run_id, "status", status)
+        client.log_metric(run_id, "promoted", float(gate.promote))
         timings["publish_s"] = time.perf_counter() - t
         timings["total_s"] = time.perf_counter() - t0
         client.set_terminated(run_id)

@@ -10,10 +10,12 @@ from fastapi import FastAPI
 
 from tierwise.service import components
 from tierwise.service.api import errors
+from tierwise.service.api.auth import Gate
 from tierwise.service.api.lane import IngestLane
-from tierwise.service.api.limits import BodyLimit
+from tierwise.service.api.limits import BodyLimit, body_limit
 from tierwise.service.api.metrics import make_metrics, worker_exit
 from tierwise.service.api.routes import router as v1
+from tierwise.service.keys import KeyStore
 from tierwise.service.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
@@ -32,7 +34,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             parts.store.start_background_export(settings.export_interval_s)
         poller = None
         if settings.use_registry:
-            from tierwise.service.policy.registry import PolicyPoller
+            from tierwise.service.policy.poller import PolicyPoller
 
             poller = PolicyPoller(settings, parts.holder, metrics)
             poller.start()
@@ -51,10 +53,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   description="Routes coding-agent tasks to the cheapest model tier that will do.")
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.auth = Gate(KeyStore(settings.keys_file), settings.auth)  # reads the file on first use
     errors.install(app)
-    max_body = settings.max_prompt_chars * 4 + settings.max_files * 512 + 1_000_000
-
-    app.add_middleware(BodyLimit, max_body=max_body)
+    app.add_middleware(BodyLimit, max_body=body_limit(settings.max_prompt_chars, settings.max_files),
+                       timeout_s=settings.body_timeout_s)
     app.include_router(v1)
     return app
 

@@ -24,9 +24,15 @@ STATUS: dict[type[e.TierwiseError], int] = {
     e.PolicyInvalid: 422,
     # A dependency the request needs is missing or unreachable: retrying later may work.
     e.RegistryUnavailable: 503,
+    e.Unauthorized: 401,
+    e.Forbidden: 403,
     e.ConfigError: 503,
     e.ArtifactMissing: 503,
+    e.TelemetryUnavailable: 503,
 }
+
+# Errors a client should simply retry: their 503 carries ``Retry-After`` (seconds).
+RETRY_AFTER_S: dict[type[e.TierwiseError], int] = {e.TelemetryUnavailable: 5}
 
 
 def error_body(code: str, message: str, field: str | None) -> dict[str, dict[str, str | None]]:
@@ -46,7 +52,12 @@ def install(app: FastAPI) -> None:
         status = next((s for cls, s in STATUS.items() if isinstance(exc, cls)), 500)
         if status >= 500:
             log.error("%s: %s", exc.code, exc.message)
-        return JSONResponse(error_body(exc.code, exc.message, exc.field), status_code=status)
+        retry = next((str(s) for cls, s in RETRY_AFTER_S.items() if isinstance(exc, cls)), None)
+        headers = {"Retry-After": retry} if retry else {}
+        if isinstance(exc, e.Unauthorized):  # RFC 6750: a 401 names the scheme it wants
+            headers["WWW-Authenticate"] = "Bearer"
+        return JSONResponse(error_body(exc.code, exc.message, exc.field), status_code=status,
+                            headers=headers or None)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -59,7 +70,12 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse(error_body("http_error", str(exc.detail), None), exc.status_code)
+        # FastAPI's only 400 is a body its JSON parser gave up on (nesting too deep: RecursionError).
+        if exc.status_code == 400:
+            return JSONResponse(error_body("invalid_json", "request body is not valid JSON (or nested too deeply)",
+                                           None), 400)
+        # ``headers`` carries ``Allow`` on a 405.
+        return JSONResponse(error_body("http_error", str(exc.detail), None), exc.status_code, headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -47,6 +47,10 @@ class Metrics:
     policy_info: Gauge
     policy_swaps: Counter
     policy_refused: Counter
+    decisions_dropped: Counter
+    journal_bytes: Gauge
+    segments_bytes: Gauge
+    segment_files: Gauge
 
 
 def make_metrics() -> Metrics:
@@ -64,4 +68,13 @@ def make_metrics() -> Metrics:
         policy_swaps=Counter("tierwise_policy_swaps_total", "Hot reloads applied", registry=reg),
         policy_refused=Counter("tierwise_policy_refused_total", "Policy versions refused on load",
                                registry=reg),
+        decisions_dropped=Counter("tierwise_decisions_dropped_total",
+                                  "Decisions answered but not logged: the journal refused the write", registry=reg),
+        # Disk use of the shared telemetry folder, measured at scrape time; every worker sees the same files.
+        journal_bytes=Gauge("tierwise_telemetry_journal_bytes", "journal.sqlite with its WAL and shared memory",
+                            registry=reg, multiprocess_mode="mostrecent"),
+        segments_bytes=Gauge("tierwise_telemetry_segments_bytes", "Parquet segments, all tables",
+                             registry=reg, multiprocess_mode="mostrecent"),
+        segment_files=Gauge("tierwise_telemetry_segment_files", "Parquet segment files, all tables",
+                            registry=reg, multiprocess_mode="mostrecent"),
     )

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tierwise.service.classify import FailureKind, NextAction, Profile
+from tierwise.service.classify import FailureKind, NextAction, Profile, Stage
 
 _OPEN = ConfigDict(extra="allow", populate_by_name=True)
 
@@ -42,6 +42,8 @@ class RouteOut(BaseModel):
     propensity: float
     tier_scores: dict[str, float]
     reasons: list[str]
+    # Which scorer decided the profile: "static" (the fast path) or "encoder" (MiniLM).
+    stage: Stage = "encoder"
     latency_ms: float
 
 
@@ -122,10 +124,17 @@ class PolicyOut(BaseModel):
     policy: dict[str, Any]
 
 
+HealthStatus = Literal["ok", "degraded"]
+
+
 class HealthOut(BaseModel):
+    """``degraded`` (still HTTP 200: the service routes) when any component names a cause in
+    ``causes``, e.g. ``"telemetry: journal write failed: database or disk is full"``."""
+
     model_config = _OPEN
-    status: Literal["ok"]
+    status: HealthStatus
     policy_version: str
+    causes: list[str] = []
 
 
 class ErrorDetail(BaseModel):
@@ -140,14 +149,30 @@ class ErrorOut(BaseModel):
     error: ErrorDetail
 
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorOut, "description": why} for status, why in (
-        (400, "the body is not valid JSON"),
-        (404, "unknown decision, queue item or path"),
-        (409, "a conflicting or out-of-sequence report"),
-        (413, "the body is over the size limit"),
-        (422, "a field is invalid (named in error.field), or no tier can take the task"),
-        (500, "an internal fault (no details are sent)"),
-        (503, "a dependency (registry, artefact, configuration) is unavailable"),
-    )
+# Why each error status is sent. To add one (auth's 401/403, say): a line here, then name it in
+# the routes' ``errors(...)`` (or in ``EVERY_ROUTE`` if any route can send it).
+ERROR_STATUSES: dict[int, str] = {
+    400: "the body is not valid JSON",
+    401: "no API key, a malformed Authorization header, or an unknown or revoked key (WWW-Authenticate: Bearer)",
+    403: "the API key lacks the scope this endpoint needs (route, report or admin)",
+    404: "unknown decision, queue item or path",
+    408: "the request body did not arrive in time",
+    409: "a conflicting or out-of-sequence report",
+    413: "the body is over the size limit",
+    422: "a field is invalid (named in error.field), or no tier can take the task",
+    500: "an internal fault (no details are sent)",
+    503: "a dependency (registry, artefact, configuration, telemetry) is unavailable; retry after Retry-After",
 }
+# What any route can answer, whatever it does: the body limits (``api/limits.py``) run before
+# routing, and a fault is a fault.
+EVERY_ROUTE: tuple[int, ...] = (408, 413, 500)
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The ``responses=`` of a route that can also send ``statuses``, each with the real error body."""
+    return {status: {"model": ErrorOut, "description": ERROR_STATUSES[status]}
+            for status in sorted({*EVERY_ROUTE, *statuses})}
+
+
+# Every error status, for a caller that wants them all.
+ERRORS = errors(*ERROR_STATUSES)

@@ -8,19 +8,24 @@ import json
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Path, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from tierwise.service.api.auth import require
 from tierwise.service.api.metrics import Metrics, scrape
-from tierwise.service.api.responses import ERRORS, HealthOut, OutcomeOut, PolicyOut, QueueOut, ResolvedOut, RouteOut
+from tierwise.service.api.responses import HealthOut, OutcomeOut, PolicyOut, QueueOut, ResolvedOut, RouteOut, errors
 from tierwise.service.api.schemas import OutcomeIn, QueueResolveIn, RouteIn
 from tierwise.service.classify.task import RepoInfo, Task
 from tierwise.service.components import Components
-from tierwise.service.errors import InvalidInput
+from tierwise.service.errors import InvalidInput, TelemetryUnavailable
 from tierwise.service.outcomes import Report, resolve_queue_item
+from tierwise.service.redact import redact
 from tierwise.service.telemetry.journal import Journal
+from tierwise.service.textnorm import is_blank
 
-router = APIRouter(responses=ERRORS)
+router = APIRouter()
+# SQLite's INTEGER: a larger id cannot exist, and would overflow on the way to the journal.
+ItemId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
 async def _parts(request: Request) -> Components:
@@ -34,9 +39,12 @@ async def _metrics(request: Request) -> Metrics:
     return metrics
 
 
+NO_TELEMETRY = "this server runs without telemetry"
+
+
 async def _journal(parts: Annotated[Components, Depends(_parts)]) -> Journal:
     if parts.store is None:
-        raise InvalidInput("this server runs without telemetry", field=None)
+        raise TelemetryUnavailable(NO_TELEMETRY)
     return parts.store.journal
 
 
@@ -45,13 +53,14 @@ MetricsDep = Annotated[Metrics, Depends(_metrics)]
 JournalDep = Annotated[Journal, Depends(_journal)]
 
 
-@router.post("/v1/route", response_model=RouteOut)
+@router.post("/v1/route", response_model=RouteOut, responses=errors(400, 401, 403, 422, 503),
+             dependencies=[Depends(require("route"))])
 def route(body: RouteIn, parts: Parts, m: MetricsDep) -> dict[str, Any]:
     s = parts.settings
     if len(body.prompt) > s.max_prompt_chars:
         raise InvalidInput(f"prompt has {len(body.prompt)} characters; the limit is {s.max_prompt_chars}",
                            field="prompt")
-    if not body.prompt.strip():
+    if is_blank(body.prompt):
         raise InvalidInput("prompt is blank", field="prompt")
     if len(body.files) > s.max_files:
         raise InvalidInput(f"files lists {len(body.files)} paths; the limit is {s.max_files}", field="files")
@@ -60,18 +69,21 @@ def route(body: RouteIn, parts: Parts, m: MetricsDep) -> dict[str, Any]:
                 diff_lines=body.diff_lines, expected_output=body.expected_output, tools=tuple(body.tools))
     routed = parts.router.route(task, harness=body.harness, task_id=body.task_id)
     d = routed.decision
+    if not routed.logged:
+        m.decisions_dropped.inc()
     m.routes.labels(d.tier, d.profile, d.harness, str(d.explored).lower()).inc()
     m.route_latency.labels(d.tier, d.profile).observe(routed.latency_ms / 1000.0)
     return routed.to_response()
 
 
-@router.post("/v1/outcomes", response_model=None, responses={200: {"model": OutcomeOut}})
+@router.post("/v1/outcomes", response_model=None, dependencies=[Depends(require("report"))],
+             responses={200: {"model": OutcomeOut}, **errors(400, 401, 403, 404, 409, 422, 503)})
 async def outcomes(body: OutcomeIn, request: Request, parts: Parts, m: MetricsDep) -> Response:
     """Async so that the work runs on the ingest lane, not the route threads' pool; the lane also
     encodes the JSON, so the event loop only moves bytes."""
     recorder = parts.recorder
     if recorder is None:
-        raise InvalidInput("this server runs without telemetry", field=None)
+        raise TelemetryUnavailable(NO_TELEMETRY)
     fields = body.model_fields_set
     report = Report(
         decision_id=body.decision_id, attempt=body.attempt, tier=body.tier, resolved=body.resolved,
@@ -90,19 +102,26 @@ async def outcomes(body: OutcomeIn, request: Request, parts: Parts, m: MetricsDe
     return Response(await request.app.state.lane.run(record), media_type="application/json")
 
 
-@router.get("/v1/queue", response_model=QueueOut)
+@router.get("/v1/queue", response_model=QueueOut, responses=errors(401, 403, 422, 503),
+            dependencies=[Depends(require("admin"))])
 def queue(journal: JournalDep) -> dict[str, Any]:
-    items = [dict(r, tiers_tried=json.loads(r["tiers_tried"]), failure_kinds=json.loads(r["failure_kinds"]))
+    # Redacted again on the way out: rows stored before redaction existed (service/redact.py).
+    items = [dict(r, tiers_tried=json.loads(r["tiers_tried"]), failure_kinds=json.loads(r["failure_kinds"]),
+                  prompt_preview=redact(r["prompt_preview"]) if r["prompt_preview"] else r["prompt_preview"])
              for r in journal.open_queue() if r["kind"] == "human"]
     return {"items": items, "count": len(items)}
 
 
-@router.post("/v1/queue/{item_id}/resolve", response_model=ResolvedOut)
-def resolve(item_id: int, body: QueueResolveIn, journal: JournalDep) -> dict[str, Any]:
+@router.post("/v1/queue/{item_id}/resolve", response_model=ResolvedOut,
+             responses=errors(400, 401, 403, 404, 409, 422, 503), dependencies=[Depends(require("admin"))])
+def resolve(item_id: ItemId, body: QueueResolveIn, journal: JournalDep) -> dict[str, Any]:
+    if is_blank(body.resolved_by):
+        raise InvalidInput("resolved_by is blank", field="resolved_by")
     return resolve_queue_item(journal, item_id, body.resolved_by, body.note)
 
 
-@router.get("/v1/policy", response_model=PolicyOut)
+@router.get("/v1/policy", response_model=PolicyOut, responses=errors(401, 403, 503),
+            dependencies=[Depends(require("admin"))])
 def policy(parts: Parts) -> dict[str, Any]:
     active = parts.holder.active
     return {"version": active.policy.version, "source": active.source,
@@ -110,11 +129,22 @@ def policy(parts: Parts) -> dict[str, Any]:
             "policy": active.policy.model_dump(mode="json", by_alias=True)}
 
 
-@router.get("/healthz", response_model=HealthOut)
+@router.get("/healthz", response_model=HealthOut, responses=errors(503))
 def healthz(parts: Parts) -> dict[str, Any]:
-    return {"status": "ok", "policy_version": parts.holder.policy.version}
+    """HTTP 200 even when degraded: the service still routes; monitors alert on ``status``."""
+    causes: list[str] = []  # any component appends a plain-text cause
+    if parts.store is not None:
+        causes += parts.store.health.causes()
+    causes += parts.holder.health_causes()
+    return {"status": "degraded" if causes else "ok", "causes": causes,
+            "policy_version": parts.holder.policy.version}
 
 
-@router.get("/metrics")
-def metrics(m: MetricsDep) -> Response:
+@router.get("/metrics", responses=errors())
+def metrics(m: MetricsDep, parts: Parts) -> Response:
+    if parts.store is not None:
+        disk = parts.store.disk_usage()
+        m.journal_bytes.set(disk.journal_bytes)
+        m.segments_bytes.set(disk.segments_bytes)
+        m.segment_files.set(disk.segment_files)
     return Response(scrape(m.registry), media_type=CONTENT_TYPE_LATEST)

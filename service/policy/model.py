@@ -7,16 +7,18 @@ policy that fails validation is refused with the offending field named.
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from typing import Any, Literal
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from tierwise.service.classify import CAPABILITIES, HARNESSES, PROFILES, Capability, Harness, Profile
 from tierwise.service.classify.success import SUCCESS_FEATURES, LinearSuccessModel
 from tierwise.service.classify.tools import vocabulary
 from tierwise.service.errors import PolicyInvalid
+from tierwise.service.settings import DEFAULT_SCRIPTS
 
 TEMPERATURE_RANGES: dict[str, tuple[float, float]] = {
     "mechanical": (0.0, 0.2),
@@ -34,8 +36,16 @@ class FieldError(ValueError):
         self.field = field
 
 
+# The ladder is ordered by blended list price per token, 3 input : 1 output: the blend public price
+# comparisons use, and the one the bench orders its ladder by. Input and output prices alone can
+# disagree (DeepSeek V3.2 is dearer per input token than GPT-5 mini, far cheaper per output token).
+BLEND_INPUT, BLEND_OUTPUT = 3.0, 1.0
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # ``Infinity``/``NaN`` parse as JSON in Python; a policy with them would make every cost
+    # comparison meaningless, so they are refused with the field named.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Capabilities(_Strict):
@@ -79,6 +89,11 @@ class Tier(_Strict):
     max_output_tokens: int = Field(gt=0)
     capabilities: Capabilities
 
+    @property
+    def blended_usd_per_mtok(self) -> float:
+        return (BLEND_INPUT * self.input_usd_per_mtok + BLEND_OUTPUT * self.output_usd_per_mtok) / (
+            BLEND_INPUT + BLEND_OUTPUT)
+
     @model_validator(mode="after")
     def _budget_fits(self) -> Tier:
         if self.max_input_tokens + self.max_output_tokens > self.context_window:
@@ -90,7 +105,7 @@ class OutputSchema(_Strict):
     name: str = Field(min_length=1)
     json_schema: dict[str, Any] = Field(alias="schema")
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
 
     @field_validator("json_schema")
     @classmethod
@@ -164,10 +179,11 @@ class RoutingPolicy(_Strict):
     tokens_per_file: int = Field(300, ge=0)
 
     @model_validator(mode="after")
-    def _consistent(self) -> RoutingPolicy:
+    def _consistent(self, info: ValidationInfo) -> RoutingPolicy:
         tiers = set(self.tiers)
         if sorted(self.ladder) != sorted(tiers) or len(set(self.ladder)) != len(self.ladder):
             raise FieldError("ladder", f"must list each tier {sorted(tiers)} exactly once, got {self.ladder}")
+        _check_price_order(self)
         _need_all(self.success_priors, PROFILES, "success_priors")
         for profile, row in self.success_priors.items():
             if set(row) != tiers:
@@ -179,6 +195,12 @@ class RoutingPolicy(_Strict):
             unknown = [t for t in self.escalation.ladder if t not in tiers]
             if unknown:
                 raise FieldError("escalation.ladder", f"names unknown tiers {unknown}")
+            _check_climbs(self.escalation.ladder, self.ladder)
+        allowed = (info.context or {}).get("scripts", DEFAULT_SCRIPTS)
+        for prof, script in self.escalation.scripts.items():
+            if script not in allowed:
+                raise FieldError(f"escalation.scripts.{prof}", f"{script!r} is not a configured script; "
+                                 f"allowed: {sorted(allowed)} (TIERWISE_SCRIPTS)")
         if self.success_model is not None and set(self.success_model.coef) != tiers:
             raise FieldError("success_model.coef", "must give a model for each tier")
         _need_all(self.thresholds, HARNESSES, "thresholds")
@@ -206,14 +228,39 @@ class RoutingPolicy(_Strict):
         return json.dumps(self.model_dump(mode="json", by_alias=True), indent=2, sort_keys=False)
 
 
+def _check_price_order(policy: RoutingPolicy) -> None:
+    """Escalation climbs the ladder to buy capability; a rung cheaper than the one below it
+    would make "escalate" mean "retry on a cheaper model", and the tuner's cost model assumes
+    cost grows with rank. Equal prices are allowed (two models at one price point)."""
+    for lower, upper in zip(policy.ladder, policy.ladder[1:], strict=False):
+        lo, hi = policy.tiers[lower].blended_usd_per_mtok, policy.tiers[upper].blended_usd_per_mtok
+        if hi < lo:
+            raise FieldError("ladder", f"must be ordered by price, cheapest first: {upper!r} "
+                             f"(${hi:.4g}/Mtok blended 3:1) is above {lower!r} (${lo:.4g}/Mtok)")
+
+
+def _check_climbs(climb: list[str], ladder: list[str]) -> None:
+    """The escalation ladder only climbs: each rung strictly above the previous one, so no tier
+    escalates to itself or to a cheaper tier, and no chain can cycle."""
+    ranks = [ladder.index(t) for t in climb]
+    for i in range(1, len(ranks)):
+        if ranks[i] <= ranks[i - 1]:
+            what = "itself" if ranks[i] == ranks[i - 1] else f"the cheaper tier {climb[i]!r}"
+            raise FieldError("escalation.ladder", f"must climb the ladder {ladder}: {climb[i - 1]!r} "
+                             f"escalates to {what}, which would cycle")
+
+
 def _need_all(mapping: dict[Any, Any], keys: tuple[str, ...], where: str) -> None:
     missing = [k for k in keys if k not in mapping]
     if missing:
         raise FieldError(where, f"is missing {missing}")
 
 
-def parse_policy(raw: str | bytes | dict[str, Any], *, version: str | None = None) -> RoutingPolicy:
-    """Parse and validate; any problem becomes PolicyInvalid naming the field (dotted path)."""
+def parse_policy(raw: str | bytes | dict[str, Any], *, version: str | None = None,
+                 scripts: Collection[str] = DEFAULT_SCRIPTS) -> RoutingPolicy:
+    """Parse and validate; any problem becomes PolicyInvalid naming the field (dotted path).
+
+    ``scripts`` is the allow-list for ``escalation.scripts`` (the ``TIERWISE_SCRIPTS`` setting)."""
     try:
         data = json.loads(raw) if isinstance(raw, str | bytes) else dict(raw)
     except json.JSONDecodeError as exc:
@@ -223,7 +270,7 @@ def parse_policy(raw: str | bytes | dict[str, Any], *, version: str | None = Non
     if version is not None:
         data["version"] = version
     try:
-        return RoutingPolicy.model_validate(data)
+        return RoutingPolicy.model_validate(data, context={"scripts": frozenset(scripts)})
     except ValidationError as exc:
         err = exc.errors()[0]
         cause = (err.get("ctx") or {}).get("error")

@@ -3,38 +3,43 @@
 A policy version is a folder (``policy.json`` plus any model files) logged to a run and
 registered with ``create_model_version``. The ``champion`` alias is what the service serves;
 it moves only through ``promote`` (the tuner's gate, or a person) and ``rollback``, which
-moves it back to the champion before. The service keeps the last good policy on disk, so a
-restart works while MLflow cannot be reached.
+moves it back to the champion before. The service keeps the last good policy on disk
+(``cache.py``), so a restart works while MLflow cannot be reached, and a registry that lost its
+history (truncated, deleted, re-created) never replaces it: see ``lineage_problem``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import tempfile
-import threading
 import uuid
+from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tierwise.service.errors import PolicyInvalid, PolicyNotFound, RegistryUnavailable
+from tierwise.service.errors import ArtifactMissing, PolicyInvalid, PolicyNotFound, RegistryUnavailable
 from tierwise.service.locks import file_lock
 from tierwise.service.paths import default_policy_file
-from tierwise.service.policy.holder import PolicyHolder
+from tierwise.service.policy.artifacts import ARTIFACT_TAG, rebase_local_store, relative_to_root
+from tierwise.service.policy.cache import CachedPolicy, policy_digest, read_cache, write_cache
 from tierwise.service.policy.model import RoutingPolicy, parse_policy
-from tierwise.service.settings import Settings
+from tierwise.service.settings import DEFAULT_SCRIPTS, Settings
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
-    from tierwise.service.api.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 HISTORY_TAG = "champion_history"
+# A registered model's identity: a new one (a re-created registry) gets a new id.
+IDENTITY_TAG = "tierwise.registry_id"
+DIGEST_TAG = "tierwise.content_sha256"
 BOOTSTRAP_EXPERIMENT = "tierwise-bootstrap"
 
 
@@ -58,10 +63,15 @@ def mlflow_client(settings: Settings) -> MlflowClient:
 
 
 class PolicyRegistry:
-    def __init__(self, client: MlflowClient, name: str, artifact_root: Path) -> None:
+    def __init__(self, client: MlflowClient, name: str, artifact_root: Path, *, lock_dir: Path | None = None,
+                 scripts: Collection[str] = DEFAULT_SCRIPTS, local: bool = True) -> None:
         self.client = client
         self.name = name
         self.artifact_root = artifact_root
+        self.lock_dir = lock_dir or artifact_root.parent
+        self.scripts = scripts
+        # The home's own SQLite registry: artefacts are local files under ``artifact_root``.
+        self.local = local
 
     def experiment_id(self, experiment: str) -> str:
         exp = self.client.get_experiment_by_name(experiment)
@@ -100,11 +110,42 @@ class PolicyRegistry:
         try:
             self.client.get_registered_model(self.name)
         except MlflowException:
-            self.client.create_registered_model(self.name, description="tierwise routing policies")
+            self.client.create_registered_model(self.name, description="tierwise routing policies",
+                                                tags={IDENTITY_TAG: uuid.uuid4().hex})
         run = self.client.get_run(run_id)
-        mv = self.client.create_model_version(self.name, source=f"{run.info.artifact_uri}/{artifact_path}",
-                                              run_id=run_id, description=description)
+        source = f"{run.info.artifact_uri}/{artifact_path}"
+        tags: dict[str, str] = {}
+        # Publishing does not judge (promote and the service do); an invalid body gets no digest.
+        with contextlib.suppress(PolicyInvalid):
+            tags[DIGEST_TAG] = policy_digest(parse_policy(policy_json, scripts=self.scripts))
+        relative = relative_to_root(source, self.artifact_root)
+        if relative is not None:
+            tags[ARTIFACT_TAG] = relative
+        mv = self.client.create_model_version(self.name, source=source, run_id=run_id, tags=tags,
+                                              description=description)
         return str(mv.version)
+
+    def identity(self) -> str | None:
+        """The registered model's id tag; None when there is no registered model (a registry that
+        is empty, truncated or re-created), ``""`` for one registered before ids were recorded."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            model = self.client.get_registered_model(self.name)
+        except MlflowException:
+            return None
+        return str(model.tags.get(IDENTITY_TAG, ""))
+
+    def digest(self, version: str) -> str | None:
+        """The content digest of ``version``, or None if the registry has no such version."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            mv = self.client.get_model_version(self.name, version)
+        except MlflowException:
+            return None
+        tagged = mv.tags.get(DIGEST_TAG)
+        return str(tagged) if tagged else policy_digest(self.load(version))
 
     def alias(self, alias: str) -> str | None:
         from mlflow.exceptions import MlflowException
@@ -115,15 +156,35 @@ class PolicyRegistry:
             return None
 
     def raw(self, version: str) -> str:
+        """The version's ``policy.json``: from the folder its tag names under the current artifact
+        root when there is one, else from MLflow's ``source`` (a remote store, or an old version)."""
         import mlflow.artifacts
+        from mlflow.exceptions import MlflowException
 
-        mv = self.client.get_model_version(self.name, version)
-        with tempfile.TemporaryDirectory() as tmp:
-            local = mlflow.artifacts.download_artifacts(artifact_uri=f"{mv.source}/policy.json", dst_path=tmp)
-            return Path(local).read_text()
+        if not version.isdigit():
+            raise PolicyNotFound(f"policy version {version!r} is not a version number", field="version")
+        try:
+            mv = self.client.get_model_version(self.name, version)
+        except MlflowException as exc:
+            raise PolicyNotFound(f"policy version {version} does not exist in {self.name}", field="version") from exc
+        relative = mv.tags.get(ARTIFACT_TAG)
+        if relative:
+            path = self.artifact_root / relative / "policy.json"
+            try:
+                return path.read_text()
+            except OSError as exc:
+                raise ArtifactMissing(f"policy version {version}: its artefact {path} is missing "
+                                      f"({exc.strerror or exc})", field="version") from exc
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                local = mlflow.artifacts.download_artifacts(artifact_uri=f"{mv.source}/policy.json", dst_path=tmp)
+                return Path(local).read_text()
+        except (MlflowException, OSError) as exc:
+            raise ArtifactMissing(f"policy version {version}: its artefact {mv.source} cannot be read "
+                                  f"({type(exc).__name__})", field="version") from exc
 
     def load(self, version: str) -> RoutingPolicy:
-        return parse_policy(self.raw(version), version=version)
+        return parse_policy(self.raw(version), version=version, scripts=self.scripts)
 
     def set_alias(self, alias: str, version: str) -> None:
         self.client.set_registered_model_alias(self.name, alias, version)
@@ -160,14 +221,16 @@ class PolicyRegistry:
 
     def ensure_bootstrap(self, policy_file: Path) -> str:
         """On an empty registry, the bootstrap file becomes version 1 and champion."""
-        with file_lock(self.artifact_root.parent / "bootstrap.lock"):
+        with file_lock(self.lock_dir / "bootstrap.lock"):
             champion = self.alias(CHAMPION)
             if champion is not None:
+                if self.identity() == "":  # registered before ids were recorded: give it one, once
+                    self.client.set_registered_model_tag(self.name, IDENTITY_TAG, uuid.uuid4().hex)
                 return champion
             if self.versions():
                 raise PolicyNotFound(f"registered model {self.name} has versions but no "
                                      f"'{CHAMPION}' alias; run `tierwise policy promote V`", field="champion")
-            policy = parse_policy(policy_file.read_text())
+            policy = parse_policy(policy_file.read_text(), scripts=self.scripts)
             run = self.client.create_run(self.experiment_id(BOOTSTRAP_EXPERIMENT), run_name="bootstrap")
             version = self.publish(policy.canonical_json(), run.info.run_id, description="bootstrap policy")
             self.client.set_terminated(run.info.run_id)
@@ -177,107 +240,64 @@ class PolicyRegistry:
 
 
 def make_registry(settings: Settings) -> PolicyRegistry:
-    return PolicyRegistry(mlflow_client(settings), settings.policy_name, settings.artifact_root)
+    """The registry of ``settings``. For the home's own SQLite file, tierwise's experiments are
+    first rebased onto the current artifact root (``artifacts.py``), and MLflow's schema is
+    created or migrated under the bootstrap lock: two processes migrating one new file race."""
+    client = mlflow_client(settings)
+    lock_dir = settings.home / "mlflow"
+    local = not settings.registry_uri
+    if local:
+        with file_lock(lock_dir / "bootstrap.lock"):
+            rebase_local_store(settings.home / "mlflow" / "mlflow.db", settings.artifacts)
+            client.search_registered_models(max_results=1)  # creates or migrates the schema
+    return PolicyRegistry(client, settings.policy_name, settings.artifacts, lock_dir=lock_dir,
+                          scripts=settings.scripts, local=local)
 
 
-def write_cache(settings: Settings, policy: RoutingPolicy) -> None:
-    path = settings.policy_cache
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(policy.canonical_json())
-    os.replace(tmp, path)
+def lineage_problem(reg: PolicyRegistry, cached: CachedPolicy | None) -> str | None:
+    """Why the registry may not replace the cached policy, or None when it may.
+
+    The registry's champion may replace the cache only if the registry still holds the cached
+    version with the same content (and, when recorded, has the same identity). A truncated or
+    deleted registry is empty; a re-created one has a new identity and a different version 1; one
+    restored from an older backup lacks the cached version. Within one registry the champion may
+    go back (``rollback``): that is a person's decision, not a loss."""
+    if cached is None:
+        return None
+    identity = reg.identity()
+    version = cached.policy.version
+    if identity is None:
+        return "lost (no registered model)"
+    if cached.registry_id and identity and identity != cached.registry_id:
+        return f"re-created (id {identity[:8]}, the cached policy came from {cached.registry_id[:8]})"
+    digest = reg.digest(version) if version.isdigit() else None
+    if digest is None:
+        return f"has no version {version} (re-created or restored from an older backup)"
+    if digest != cached.digest:
+        return f"version {version} differs from the cached one (re-created)"
+    return None
 
 
 def startup_policy(settings: Settings) -> tuple[RoutingPolicy, str]:
-    """Champion from the registry; if MLflow is down or the champion is bad, the disk cache."""
+    """Champion from the registry; if MLflow is down, the champion is bad, or the registry lost
+    the history the cache came from, the disk cache (never overwritten in those cases)."""
+    cached = read_cache(settings)
+    problem: Exception
     try:
         reg = make_registry(settings)
+        lost = lineage_problem(reg, cached)
+        if lost is not None:  # do not bootstrap a version 1 over a registry that lost its history
+            raise RegistryUnavailable(f"policy registry {lost}")
         version = reg.ensure_bootstrap(settings.policy_file or default_policy_file())
         policy = reg.load(version)
-        write_cache(settings, policy)
+        write_cache(settings, policy, reg.identity())
         return policy, f"registry:{settings.policy_name}@{CHAMPION}"
-    except (PolicyInvalid, PolicyNotFound) as exc:
-        problem: Exception = exc
-    except Exception as exc:  # MLflow unreachable, bad URI, network
-        problem = RegistryUnavailable(f"policy registry unavailable: {exc}")
-    if settings.policy_cache.exists():
-        log.warning("%s; serving the last good policy from %s", problem, settings.policy_cache)
-        return parse_policy(settings.policy_cache.read_text()), f"cache:{settings.policy_cache}"
+    except (PolicyInvalid, PolicyNotFound, ArtifactMissing, RegistryUnavailable) as exc:
+        problem = exc
+    except Exception as exc:  # MLflow unreachable, bad URI, network, a corrupt database file
+        problem = RegistryUnavailable(f"policy registry unavailable: {type(exc).__name__}: {exc}")
+    if cached is not None:
+        log.warning("%s; serving the last good policy %s from %s", problem, cached.policy.version,
+                    settings.policy_cache)
+        return cached.policy, f"cache:{settings.policy_cache}"
     raise problem
-
-
-class PolicyPoller:
-    """Polls the champion (and challenger) alias and swaps the holder's policy when it moves."""
-
-    def __init__(self, settings: Settings, holder: PolicyHolder, metrics: Metrics | None = None) -> None:
-        self.settings = settings
-        self.holder = holder
-        self.metrics = metrics
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._refused: set[str] = set()
-        self._registry: PolicyRegistry | None = None
-
-    def poll_once(self) -> bool:
-        """One poll; returns whether the active policy changed. Never raises."""
-        try:
-            if self._registry is None:
-                self._registry = make_registry(self.settings)
-            reg = self._registry
-            version = reg.alias(CHAMPION)
-            changed = False
-            if version is not None and version != self.holder.policy.version and version not in self._refused:
-                changed = self._install(reg, version)
-            if self.settings.shadow:
-                self._shadow(reg)
-            return changed
-        except Exception as exc:
-            log.warning("policy poll failed (%s); keeping policy %s", exc, self.holder.policy.version)
-            return False
-
-    def _install(self, reg: PolicyRegistry, version: str) -> bool:
-        try:
-            policy = reg.load(version)
-        except Exception as exc:
-            self._refused.add(version)
-            if self.metrics:
-                self.metrics.policy_refused.inc()
-            log.error("refused policy version %s: %s; still serving %s", version, exc, self.holder.policy.version)
-            return False
-        old = self.holder.policy.version
-        if self.holder.swap(policy, f"registry:{self.settings.policy_name}@{CHAMPION}"):
-            write_cache(self.settings, policy)
-            if self.metrics:
-                self.metrics.policy_swaps.inc()
-                self.metrics.policy_info.labels(old).set(0)
-                self.metrics.policy_info.labels(policy.version).set(1)
-            log.info("hot-reloaded policy %s -> %s", old, policy.version)
-            return True
-        return False
-
-    def _shadow(self, reg: PolicyRegistry) -> None:
-        version = reg.alias(CHALLENGER)
-        current = self.holder.challenger
-        if version is None:
-            self.holder.set_challenger(None)
-        elif (current is None or current.version != version) and version not in self._refused:
-            try:
-                self.holder.set_challenger(reg.load(version))
-            except Exception as exc:
-                self._refused.add(version)
-                log.error("refused challenger %s: %s", version, exc)
-
-    def start(self) -> None:
-        def loop() -> None:
-            while not self._stop.wait(self.settings.poll_seconds):
-                self.poll_once()
-
-        if self.settings.shadow:
-            self.poll_once()
-        self._thread = threading.Thread(target=loop, name="tierwise-policy-poll", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)

@@ -8,6 +8,7 @@ acknowledged outcome survives ``kill -9``. DuckDB reads the exported Parquet seg
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import time
@@ -16,8 +17,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from tierwise.service.errors import TelemetryUnavailable
+from tierwise.service.telemetry.health import JournalHealth
 from tierwise.service.telemetry.migrations import migrate
 from tierwise.service.telemetry.schema import column_names
+
+log = logging.getLogger(__name__)
 
 LOCK_WAIT_S = 30.0
 POLL_S = 0.0002
@@ -35,6 +40,8 @@ def connect(path: Path, *, durability: str = "normal", latency_critical: bool = 
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, timeout=0.0 if latency_critical else LOCK_WAIT_S, isolation_level=None,
                            check_same_thread=False)
+    # Before any table exists (a no-op after): lets retention hand freed pages back to the disk.
+    conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
     if latency_critical:
@@ -62,13 +69,48 @@ def _begin_polling(conn: sqlite3.Connection) -> None:
 
 
 class Journal:
-    """Row-level reads and writes of the online path. The connection is injected."""
+    """Row-level reads and writes of the online path. The connection is injected.
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    A write the database refuses (disk full, file-size limit, read-only file, lock wait exhausted)
+    raises ``TelemetryUnavailable`` and is reported to ``health``; the next write that commits
+    clears it. Callers decide what a lost write means (a route still answers, an outcome is 503).
+    """
+
+    def __init__(self, conn: sqlite3.Connection, health: JournalHealth | None = None) -> None:
         self.conn = conn
+        self.health = health or JournalHealth()
         self._lock = threading.RLock()
         # A connection without a busy handler (``connect(latency_critical=True)``) polls for the lock.
         self._poll = conn.execute("PRAGMA busy_timeout").fetchone()[0] == 0
+        # Per table, the lowest rowid a new row may take (see ``set_rowid_floors``).
+        self._floors: dict[str, int] = {}
+
+    def set_rowid_floors(self, floors: Mapping[str, int]) -> None:
+        """New rows of a table get a rowid above its floor (the export watermark at open).
+
+        Why: SQLite gives a new row ``max(rowid) + 1``, so a journal deleted and recreated (or
+        emptied) would restart at 1, below the segments' watermark, and the exporter would never
+        copy those rows. With a floor, rowids keep rising across journal generations."""
+        self._floors = {t: int(f) for t, f in floors.items() if f > 0}
+
+    def _unavailable(self, what: str, exc: sqlite3.Error) -> TelemetryUnavailable:
+        self.health.failed(what, exc)
+        log.warning("telemetry journal %s failed: %s", what, exc)
+        return TelemetryUnavailable(f"telemetry is unavailable: journal {what} failed ({exc}); retry later")
+
+    def _rollback(self) -> None:
+        if not self.conn.in_transaction:  # SQLite already rolled back (e.g. SQLITE_FULL)
+            return
+        try:
+            self.conn.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            log.warning("telemetry journal rollback failed: %s", exc)
+
+    def probe_write(self) -> None:
+        """A write that changes nothing (rewrites ``user_version``): tells whether writes commit again."""
+        with self.transaction() as tx:
+            version = int(tx.execute("PRAGMA user_version").fetchone()[0])
+            tx.execute(f"PRAGMA user_version = {version}")
 
     def migrate(self) -> int:
         with self._lock:
@@ -79,44 +121,70 @@ class Journal:
         """An IMMEDIATE transaction: takes the write lock up front, so read-check-write is atomic
         across processes (two workers racing on the same report cannot both insert)."""
         with self._lock:
-            if self._poll:
-                _begin_polling(self.conn)
-            else:
-                self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                if self._poll:
+                    _begin_polling(self.conn)
+                else:
+                    self.conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise self._unavailable("write", exc) from exc
             try:
                 yield self.conn
+            except sqlite3.OperationalError as exc:
+                self._rollback()
+                raise self._unavailable("write", exc) from exc
             except BaseException:
-                self.conn.execute("ROLLBACK")
+                self._rollback()
                 raise
-            self.conn.execute("COMMIT")
+            try:
+                self.conn.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                self._rollback()
+                raise self._unavailable("write", exc) from exc
+            self.health.succeeded()
+
+    def _insert_sql(self, table: str, cols: list[str]) -> tuple[str, list[Any]]:
+        """The INSERT statement and its leading parameters (the rowid floor, when there is one)."""
+        floor = self._floors.get(table)
+        if floor is None:
+            return f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})", []
+        return (f"INSERT INTO {table} (rowid, {', '.join(cols)}) VALUES "
+                f"((SELECT max(coalesce(max(rowid), 0), ?) + 1 FROM {table}), {', '.join('?' for _ in cols)})",
+                [floor])
 
     def insert(self, table: str, row: Mapping[str, Any], conn: sqlite3.Connection | None = None) -> None:
         cols = [c for c in column_names(table) if c in row]
-        sql = f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})"
+        sql, lead = self._insert_sql(table, cols)
         if conn is not None:
-            conn.execute(sql, [row[c] for c in cols])
+            conn.execute(sql, [*lead, *(row[c] for c in cols)])
             return
         with self.transaction() as tx:
-            tx.execute(sql, [row[c] for c in cols])
+            tx.execute(sql, [*lead, *(row[c] for c in cols)])
 
     def insert_many(self, table: str, rows: Sequence[Mapping[str, Any]]) -> int:
         """Batched insert in one transaction: the fast path for bulk ingest and replays."""
         if not rows:
             return 0
         cols = [c for c in column_names(table) if any(c in r for r in rows)]
-        sql = f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})"
+        sql, lead = self._insert_sql(table, cols)
         with self.transaction() as tx:
-            tx.executemany(sql, [[r.get(c) for c in cols] for r in rows])
+            tx.executemany(sql, [[*lead, *(r.get(c) for c in cols)] for r in rows])
         return len(rows)
 
     def fetch_one(self, sql: str, params: Sequence[Any] = ()) -> dict[str, Any] | None:
         with self._lock:
-            row = self.conn.execute(sql, params).fetchone()
+            try:
+                row = self.conn.execute(sql, params).fetchone()
+            except sqlite3.OperationalError as exc:
+                raise self._unavailable("read", exc) from exc
         return dict(row) if row is not None else None
 
     def fetch_all(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         with self._lock:
-            return [dict(r) for r in self.conn.execute(sql, params).fetchall()]
+            try:
+                return [dict(r) for r in self.conn.execute(sql, params).fetchall()]
+            except sqlite3.OperationalError as exc:
+                raise self._unavailable("read", exc) from exc
 
     def decision(self, decision_id: str) -> dict[str, Any] | None:
         return self.fetch_one("SELECT * FROM decisions WHERE decision_id = ?", (decision_id,))

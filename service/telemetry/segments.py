@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pyarrow as pa
@@ -79,13 +80,20 @@ class SegmentExporter:
         ranges = segment_ranges(self.table_dir(table))
         return max((hi for _, hi, _ in ranges), default=0)
 
+    def watermarks(self) -> dict[str, int]:
+        return {table: self.watermark(table) for table in TABLES}
+
     def export_once(self) -> dict[str, int]:
         """Export everything committed so far; returns rows written per table."""
-        written: dict[str, int] = {}
-        with file_lock(self.root / ".lock"):
-            for table in TABLES:
-                written[table] = self._export_table(table)
-        return written
+        with self.locked():
+            return self.export_locked()
+
+    def locked(self) -> AbstractContextManager[None]:
+        """The exporters' lock: while held, no process moves a watermark."""
+        return file_lock(self.root / ".lock")
+
+    def export_locked(self) -> dict[str, int]:
+        return {table: self._export_table(table) for table in TABLES}
 
     def _export_table(self, table: str) -> int:
         cols = column_names(table)

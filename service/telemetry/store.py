@@ -2,17 +2,32 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tierwise.service.errors import TelemetryUnavailable
+from tierwise.service.telemetry.disk import DiskUsage, measure
+from tierwise.service.telemetry.health import JournalHealth
 from tierwise.service.telemetry.journal import Journal, connect
+from tierwise.service.telemetry.retention import apply_retention
 from tierwise.service.telemetry.segments import SegmentExporter
 from tierwise.service.telemetry.warehouse import Warehouse, build_catalog, in_memory
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How long exported rows stay in the journal, and how often the background thread prunes."""
+
+    days: float = 7.0
+    outcome_window_days: float = 30.0
+    interval_s: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -43,6 +58,8 @@ class TelemetryStore:
         self.route_journal = route_journal or journal
         self.exporter = exporter
         self.paths = paths
+        self.health = journal.health
+        self.retention = Retention()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -50,11 +67,15 @@ class TelemetryStore:
     def open(cls, root: Path, *, durability: str = "normal", catalog: bool = True) -> TelemetryStore:
         paths = TelemetryPaths(root)
         conn = connect(paths.journal, durability=durability)
-        journal = Journal(conn)
+        health = JournalHealth()  # one per process: both connections write the same file
+        journal = Journal(conn, health)
         journal.migrate()
-        route_journal = Journal(connect(paths.journal, durability=durability, latency_critical=True))
+        route_journal = Journal(connect(paths.journal, durability=durability, latency_critical=True), health)
         exporter = SegmentExporter(_export_conn(paths.journal), paths.segments)
         exporter.ensure_layout()
+        floors = exporter.watermarks()  # rows written from now on sort above everything exported
+        journal.set_rowid_floors(floors)
+        route_journal.set_rowid_floors(floors)
         if catalog:
             try:
                 build_catalog(paths.catalog, paths.segments)
@@ -62,8 +83,20 @@ class TelemetryStore:
                 log.warning("could not migrate %s (%s); programs use in-memory views", paths.catalog, exc)
         return cls(journal, exporter, paths, route_journal)
 
+    def disk_usage(self) -> DiskUsage:
+        return measure(self.paths.journal, self.paths.segments)
+
     def export_now(self) -> dict[str, int]:
         return self.exporter.export_once()
+
+    def prune(self, now: float | None = None) -> dict[str, int]:
+        """Export, then drop from the journal what retention allows (under the export lock, so the
+        watermarks hold still); returns rows deleted per table."""
+        with self.exporter.locked():
+            self.exporter.export_locked()
+            return apply_retention(self.exporter.conn, self.exporter.watermarks(),
+                                   retention_days=self.retention.days,
+                                   outcome_window_days=self.retention.outcome_window_days, now=now)
 
     def checkpoint(self) -> tuple[int, int, int]:
         """Fold the WAL back into the journal (PASSIVE: never waits for writers). The route
@@ -79,12 +112,20 @@ class TelemetryStore:
 
     def start_background_export(self, interval_s: float) -> None:
         def loop() -> None:
+            next_prune = time.monotonic() + self.retention.interval_s
             while not self._stop.wait(interval_s):
                 try:
                     self.exporter.export_once()
                     self.checkpoint()
+                    if time.monotonic() >= next_prune:
+                        next_prune = time.monotonic() + self.retention.interval_s
+                        self.prune()
                 except Exception:
                     log.exception("telemetry export failed; will retry")
+                if self.health.degraded:  # recover without waiting for traffic
+                    # A failed probe is recorded in ``health``, and /healthz names the cause.
+                    with contextlib.suppress(TelemetryUnavailable):
+                        self.journal.probe_write()
 
         self._thread = threading.Thread(target=loop, name="tierwise-export", daemon=True)
         self._thread.start()
@@ -114,6 +155,16 @@ def open_warehouse(home: Path, refresh: bool = True) -> Warehouse:
     paths = TelemetryPaths(home / "telemetry")
     if not paths.journal.exists():
         raise FileNotFoundError(f"no telemetry under {paths.root}; start the service first")
+    try:
+        _export_committed(paths, refresh)
+    except (OSError, sqlite3.Error) as exc:
+        # An analyst without write access to the home: the running service exports anyway, so
+        # the segments are at most one export interval behind. Read them as they are.
+        log.warning("cannot export under %s (%s); reading the segments already exported", paths.root, exc)
+    return in_memory(paths.segments)
+
+
+def _export_committed(paths: TelemetryPaths, refresh: bool) -> None:
     exporter = SegmentExporter(_export_conn(paths.journal), paths.segments)
     try:
         exporter.ensure_layout()
@@ -121,4 +172,3 @@ def open_warehouse(home: Path, refresh: bool = True) -> Warehouse:
             exporter.export_once()
     finally:
         exporter.conn.close()
-    return in_memory(paths.segments)
