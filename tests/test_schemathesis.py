@@ -17,6 +17,7 @@ import pytest
 import schemathesis
 from conftest import SEED
 from hypothesis import HealthCheck, given, settings
+from schemathesis.checks import positive_data_acceptance
 
 MAX_EXAMPLES = 25
 
@@ -46,6 +47,11 @@ def api_schema(tmp_path_factory: pytest.TempPathFactory, hashing_classifier_file
 def test_api_conforms_to_its_openapi_document(api_schema: tuple[Any, dict[str, str]]) -> None:
     """Every operation in the document, each with its own bounded, derandomised hypothesis run.
 
+    All checks but ``positive_data_acceptance``: a schema-valid request may still be refused on
+    meaning (a prompt of zero-width spaces is blank; no tier of the policy may take the task),
+    which JSON Schema cannot express. Those refusals are 4xx with the documented error body, and
+    the other checks still hold them to the document.
+
     Driven through hypothesis directly rather than schemathesis's pytest plugin, whose fixture
     integration does not work with pytest 9 (``'Function' object has no attribute '_nodeid'``)."""
     schema, auth = api_schema
@@ -59,6 +65,6 @@ def test_api_conforms_to_its_openapi_document(api_schema: tuple[Any, dict[str, s
         @settings(max_examples=MAX_EXAMPLES, derandomize=True, deadline=None, database=None,
                   suppress_health_check=list(HealthCheck))
         def check(case: Any) -> None:
-            case.call_and_validate(headers=auth)
+            case.call_and_validate(headers=auth, excluded_checks=[positive_data_acceptance])
 
         check()

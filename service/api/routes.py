@@ -140,7 +140,11 @@ def healthz(parts: Parts) -> dict[str, Any]:
             "policy_version": parts.holder.policy.version}
 
 
-@router.get("/metrics", responses=errors())
+_PROMETHEUS_TEXT = {"description": "Prometheus text exposition format",
+                    "content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}}}
+
+
+@router.get("/metrics", response_class=Response, responses={**errors(), 200: _PROMETHEUS_TEXT})
 def metrics(m: MetricsDep, parts: Parts) -> Response:
     if parts.store is not None:
         disk = parts.store.disk_usage()

@@ -24,9 +24,12 @@ from tierwise.service.settings import FILES_CEILING, PROMPT_CHARS_CEILING
 from tierwise.service.textnorm import clean
 
 # Any harness's tool name (``Bash``, ``str_replace_editor``, ``mcp__github__create_issue``…):
-# printable, no spaces at the ends, bounded. Unknown names are kept and reported, never refused.
+# no control characters, no spaces at the ends, bounded. The pattern uses explicit ranges, not
+# ``\p{C}``: pydantic's Rust regex and the Python regex clients generate from must agree on it.
+# Unknown names are kept and reported, never refused.
+_CTRL = r"\x00-\x1f\x7f-\x9f"
 ToolName = Annotated[str, StringConstraints(min_length=1, max_length=128,
-                                            pattern=r"^[^\p{C}\s](?:[^\p{C}]*[^\p{C}\s])?$")]
+                                            pattern=rf"^[^{_CTRL}\s](?:[^{_CTRL}]*[^{_CTRL}\s])?$")]
 MAX_TOOLS = 256
 MAX_PATH_CHARS = 4096  # PATH_MAX on Linux
 MAX_LANGUAGES = 100
