@@ -237,7 +237,7 @@ def test_wrong_tier_for_the_attempt_is_409(client: Any) -> None:
 BAD_OUTCOME: list[tuple[str, dict[str, Any], str]] = [
     ("attempt above 2", {"attempt": 3}, "attempt"),
     ("attempt a bool", {"attempt": True}, "attempt"),
-    ("attempt a float", {"attempt": 0.0}, "attempt"),
+    ("attempt a fraction", {"attempt": 0.5}, "attempt"),
     ("resolved a string", {"resolved": "yes"}, "resolved"),
     ("negative cost", {"cost_usd": -1}, "cost_usd"),
     ("cost a string", {"cost_usd": "0.1"}, "cost_usd"),

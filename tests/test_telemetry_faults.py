@@ -221,6 +221,7 @@ _READ_SCRIPT = textwrap.dedent("""
     warm = in_memory(home / "telemetry" / "segments")  # loads every lazy import while still allowed to
     warm.kpis(by="version").to_string()
     warm.close()
+    cli._parser()  # imports the tuner and bench subcommands: the checkout may be private to root
     os.setgroups([])
     os.setgid(65534)
     os.setuid(65534)  # nobody, for real: the kernel now refuses every write into the home
