@@ -12,6 +12,7 @@ import copy
 import json
 import os
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,34 @@ os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "data"
 SEED = 20261127
+
+
+@contextmanager
+def live_server(settings: Any) -> Iterator[str]:
+    """A real uvicorn server for ``create_app(settings)`` on a free loopback port, in a thread."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from tierwise.service.api.app import create_app
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not server.started and time.time() < deadline:
+        time.sleep(0.02)
+    assert server.started
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 def pytest_configure(config: pytest.Config) -> None:

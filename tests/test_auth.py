@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import MECHANICAL
+from conftest import MECHANICAL, live_server
 
 from tierwise.service.cli import main
 from tierwise.service.errors import ConfigError
@@ -366,27 +366,8 @@ def test_a_secret_that_straddles_the_preview_cut_leaves_no_head() -> None:
 @pytest.fixture
 def server_url(keys: dict[str, str], settings: Any) -> Iterator[str]:
     """A real uvicorn server on a free loopback port, in a thread."""
-    import socket
-    import threading
-    import time
-
-    import uvicorn
-
-    from tierwise.service.api.app import create_app
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not server.started and time.time() < deadline:
-        time.sleep(0.02)
-    assert server.started
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with live_server(settings) as url:
+        yield url
 
 
 def test_the_client_sends_its_api_key(server_url: str, keys: dict[str, str]) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import MECHANICAL
+from conftest import MECHANICAL, live_server
 
 from tierwise.service.telemetry.store import open_warehouse
 
@@ -376,27 +376,8 @@ def test_override_on_the_last_allowed_attempt_goes_to_human(client: Any) -> None
 @pytest.fixture
 def server_url(settings: Any) -> Any:
     """A real uvicorn server on a free port, in a thread, for the typed client."""
-    import socket
-    import threading
-    import time
-
-    import uvicorn
-
-    from tierwise.service.api.app import create_app
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not server.started and time.time() < deadline:
-        time.sleep(0.02)
-    assert server.started
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with live_server(settings) as url:
+        yield url
 
 
 def test_typed_client_walks_the_loop(server_url: str) -> None:
