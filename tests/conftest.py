@@ -27,6 +27,19 @@ SEED = 20261127
 
 
 @contextmanager
+def module_settings(home: Path, classifier_file: Path) -> Iterator[Any]:
+    """Settings for a module-scoped app: a clean ``TIERWISE_*`` environment (the autouse
+    ``_clean_env`` is per test), the hashing classifier and a file policy."""
+    from tierwise.service.settings import load_settings
+
+    with pytest.MonkeyPatch.context() as mp:
+        for key in [k for k in os.environ if k.startswith("TIERWISE_")]:
+            mp.delenv(key)
+        yield load_settings(home=home, embedder="hashing", classifier_file=classifier_file, use_registry=False,
+                            seed=SEED, export_interval_s=0.1)
+
+
+@contextmanager
 def live_server(settings: Any) -> Iterator[str]:
     """A real uvicorn server for ``create_app(settings)`` on a free loopback port, in a thread."""
     import socket

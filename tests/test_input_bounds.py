@@ -6,13 +6,12 @@ disconnected), so no test needs thousands of sockets or a real slow client."""
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import MECHANICAL, SEED
+from conftest import MECHANICAL, module_settings
 from pydantic import ValidationError
 from starlette.types import Message, Receive, Scope, Send
 
@@ -30,14 +29,9 @@ def api(tmp_path_factory: pytest.TempPathFactory, hashing_classifier_file: Path)
 
     from tierwise.service.api.app import create_app
 
-    with pytest.MonkeyPatch.context() as mp:
-        for key in [k for k in os.environ if k.startswith("TIERWISE_")]:
-            mp.delenv(key)
-        settings = load_settings(home=tmp_path_factory.mktemp("home"), embedder="hashing",
-                                 classifier_file=hashing_classifier_file, use_registry=False, seed=SEED,
-                                 export_interval_s=0.1)
-        with TestClient(create_app(settings), raise_server_exceptions=False) as client:
-            yield client
+    with (module_settings(tmp_path_factory.mktemp("home"), hashing_classifier_file) as settings,
+          TestClient(create_app(settings), raise_server_exceptions=False) as client):
+        yield client
 
 
 def _error(r: Any, status: int) -> dict[str, Any]:

@@ -8,14 +8,13 @@ checks that a missing or wrong key is refused (401/403) run too."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import schemathesis
-from conftest import SEED
+from conftest import module_settings
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import positive_data_acceptance
 
@@ -27,16 +26,9 @@ def api_schema(tmp_path_factory: pytest.TempPathFactory, hashing_classifier_file
     from schemathesis.python.asgi import shutdown_lifespans
 
     from tierwise.service.api.app import create_app
-    from tierwise.service.settings import load_settings
+    from tierwise.service.keys import KeyStore
 
-    with pytest.MonkeyPatch.context() as mp:
-        for key in [k for k in os.environ if k.startswith("TIERWISE_")]:
-            mp.delenv(key)
-        from tierwise.service.keys import KeyStore
-
-        settings = load_settings(home=tmp_path_factory.mktemp("home"), embedder="hashing",
-                                       classifier_file=hashing_classifier_file, use_registry=False, seed=SEED,
-                                 export_interval_s=0.1)
+    with module_settings(tmp_path_factory.mktemp("home"), hashing_classifier_file) as settings:
         _, key = KeyStore(settings.keys_file).create(("admin",), name="schemathesis")
         app = create_app(settings)
         # schemathesis runs the app's lifespan on first use and keeps it until told to stop.
