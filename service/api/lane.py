@@ -25,8 +25,9 @@ def _lower_priority(nice: int) -> None:
     if nice <= 0 or not hasattr(os, "setpriority"):
         return
     try:
-        # PRIO_PROCESS with a thread id renices just this thread on Linux.
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+        # PRIO_PROCESS with a thread id renices just this thread on Linux. Relative to the
+        # process's own niceness: under `nice -n 5 tierwise serve` the lane still yields to routes.
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), min(19, os.getpriority(os.PRIO_PROCESS, 0) + nice))
     except OSError as exc:  # not permitted here: the lane still bounds concurrency
         log.warning("could not renice the ingest thread to %d: %s", nice, exc)
 
