@@ -71,7 +71,9 @@ class Router:
         self.rng = rng
         self.shadow = shadow
 
-    def route(self, task: Task, *, harness: str, task_id: str | None = None) -> Routed:
+    def prepare(self, task: Task, *, harness: str, task_id: str | None = None) -> tuple[Routed, dict[str, Any] | None]:
+        """Score and decide, without logging: the decision and the journal row that records it
+        (None without a journal). The HTTP route commits the row through a group committer."""
         start = time.perf_counter()
         policy = self.holder.policy  # one reference for the whole request
         scores = self.classifier.score(task)
@@ -84,16 +86,27 @@ class Router:
                                  harness=harness, rng=None).greedy_tier
         latency_ms = (time.perf_counter() - start) * 1000.0
         routed = Routed(new_decision_id(), decision, scores, latency_ms, shadow_tier)
-        if self.journal is not None:
-            try:
-                self.journal.insert("decisions", decision_row(routed, task, task_id, policy.rank(decision.tier),
-                                                              len(policy.ladder),
-                                                              challenger.version if challenger else None))
-            except TelemetryUnavailable as exc:
-                # A decision is worth more to the agent than its log line: answer, and say it was lost.
-                log.warning("decision %s answered but not logged: %s", routed.decision_id, exc.message)
-                return replace(routed, logged=False)
+        if self.journal is None:
+            return routed, None
+        return routed, decision_row(routed, task, task_id, policy.rank(decision.tier), len(policy.ladder),
+                                    challenger.version if challenger else None)
+
+    def route(self, task: Task, *, harness: str, task_id: str | None = None) -> Routed:
+        """Decide and log in this thread (the CLI's path)."""
+        routed, row = self.prepare(task, harness=harness, task_id=task_id)
+        if row is None or self.journal is None:
+            return routed
+        try:
+            self.journal.insert("decisions", row)
+        except TelemetryUnavailable as exc:
+            return unlogged(routed, exc)
         return routed
+
+
+def unlogged(routed: Routed, exc: TelemetryUnavailable) -> Routed:
+    """A decision is worth more to the agent than its log line: answer, and say it was lost."""
+    log.warning("decision %s answered but not logged: %s", routed.decision_id, exc.message)
+    return replace(routed, logged=False)
 
 
 def new_decision_id() -> str:

@@ -325,7 +325,7 @@ def test_domain_errors_map_to_their_status_once_at_the_edge(client: Any, monkeyp
     def fail(*_: Any, **__: Any) -> None:
         raise getattr(errors, error)("the thing is down", field="registry")
 
-    monkeypatch.setattr(client.app.state.parts.router, "route", fail)
+    monkeypatch.setattr(client.app.state.parts.router, "prepare", fail)
     err = _error(client.post("/v1/route", json={"prompt": "x"}), status)
     assert err["message"] == "the thing is down"
 
@@ -334,6 +334,6 @@ def test_an_unexpected_fault_is_a_500_without_a_traceback(client: Any, monkeypat
     def fail(*_: Any, **__: Any) -> None:
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(client.app.state.parts.router, "route", fail)
+    monkeypatch.setattr(client.app.state.parts.router, "prepare", fail)
     err = _error(client.post("/v1/route", json={"prompt": "x"}), 500)
     assert err["code"] == "internal" and "secret" not in err["message"]

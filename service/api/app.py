@@ -17,6 +17,7 @@ from tierwise.service.api.metrics import make_metrics, worker_exit
 from tierwise.service.api.routes import router as v1
 from tierwise.service.keys import KeyStore
 from tierwise.service.settings import Settings, load_settings
+from tierwise.service.telemetry.group_commit import GroupCommitter
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         parts = components.build(settings)
         app.state.parts = parts
         app.state.lane = IngestLane(settings.ingest_threads, settings.ingest_nice)
+        journal = parts.router.journal
+        app.state.decisions = GroupCommitter(journal, "decisions") if journal is not None else None
         if parts.store is not None:
             parts.store.start_background_export(settings.export_interval_s)
         poller = None
@@ -46,6 +49,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if poller is not None:
                 poller.stop()
             app.state.lane.close()
+            if app.state.decisions is not None:
+                app.state.decisions.close()  # commits what is queued before the journal closes
             parts.close()
             worker_exit()
 

@@ -1,15 +1,18 @@
-"""The v1 routes. Handlers are sync on purpose: they run in the thread pool, since scoring and
-the journal are blocking calls, and the event loop stays free for other requests. Outcomes are
-the exception: they await the ingest lane (``api/lane.py``)."""
+"""The v1 routes. Most handlers are sync: they run in the thread pool, since the journal reads are
+blocking calls, and the event loop stays free for other requests. Two are async: outcomes await
+the ingest lane (``api/lane.py``), and routes score on the event loop and await their decision's
+group commit (``telemetry/group_commit.py``)."""
 
 from __future__ import annotations
 
 import json
 import time
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.concurrency import run_in_threadpool
 
 from tierwise.service.api.auth import require
 from tierwise.service.api.metrics import Metrics, scrape
@@ -20,6 +23,7 @@ from tierwise.service.components import Components
 from tierwise.service.errors import InvalidInput, TelemetryUnavailable
 from tierwise.service.outcomes import Report, resolve_queue_item
 from tierwise.service.redact import redact
+from tierwise.service.routing import unlogged
 from tierwise.service.telemetry.journal import Journal
 from tierwise.service.textnorm import is_blank
 
@@ -53,9 +57,15 @@ MetricsDep = Annotated[Metrics, Depends(_metrics)]
 JournalDep = Annotated[Journal, Depends(_journal)]
 
 
+# Scorers that run the transformer on every request score in a pool thread. The others (about
+# 0.3 ms; the encoder runs only for the rare unsure task) score on the event loop: two thread
+# hops and the GIL hand-offs between eight route threads cost more than the scoring itself.
+_ENCODER_EVERY_ROUTE = frozenset({"minilm", "minilm-int8"})
+
+
 @router.post("/v1/route", response_model=RouteOut, responses=errors(400, 401, 403, 422, 503),
              dependencies=[Depends(require("route"))])
-def route(body: RouteIn, parts: Parts, m: MetricsDep) -> dict[str, Any]:
+async def route(body: RouteIn, request: Request, parts: Parts, m: MetricsDep) -> dict[str, Any]:
     s = parts.settings
     if len(body.prompt) > s.max_prompt_chars:
         raise InvalidInput(f"prompt has {len(body.prompt)} characters; the limit is {s.max_prompt_chars}",
@@ -67,7 +77,13 @@ def route(body: RouteIn, parts: Parts, m: MetricsDep) -> dict[str, Any]:
     task = Task(prompt=body.prompt, files=tuple(body.files),
                 repo=RepoInfo(body.repo.files, body.repo.modules_touched, tuple(body.repo.languages)),
                 diff_lines=body.diff_lines, expected_output=body.expected_output, tools=tuple(body.tools))
-    routed = parts.router.route(task, harness=body.harness, task_id=body.task_id)
+    prepare = partial(parts.router.prepare, task, harness=body.harness, task_id=body.task_id)
+    routed, row = await run_in_threadpool(prepare) if s.embedder in _ENCODER_EVERY_ROUTE else prepare()
+    if row is not None:
+        try:
+            await request.app.state.decisions.commit(row)
+        except TelemetryUnavailable as exc:
+            routed = unlogged(routed, exc)
     d = routed.decision
     if not routed.logged:
         m.decisions_dropped.inc()
