@@ -17,6 +17,7 @@ from tierwise.service.api.metrics import make_metrics, worker_exit
 from tierwise.service.api.routes import router as v1
 from tierwise.service.keys import KeyStore
 from tierwise.service.settings import Settings, load_settings
+from tierwise.service.ui.mount import install as install_console
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimit, max_body=body_limit(settings.max_prompt_chars, settings.max_files),
                        timeout_s=settings.body_timeout_s)
     app.include_router(v1)
+    install_console(app, settings)  # /ui: the operator console
     return app
 
 
