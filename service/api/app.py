@@ -11,6 +11,8 @@ from fastapi import FastAPI
 from tierwise.service import components
 from tierwise.service.api import errors
 from tierwise.service.api.auth import Gate
+from tierwise.service.api.gauges import ScrapeGauges
+from tierwise.service.api.http_metrics import HttpMetrics
 from tierwise.service.api.lane import IngestLane
 from tierwise.service.api.limits import BodyLimit, body_limit
 from tierwise.service.api.metrics import make_metrics, worker_exit
@@ -60,6 +62,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                        timeout_s=settings.body_timeout_s)
     app.include_router(v1)
     install_console(app, settings)  # /ui: the operator console
+    app.state.gauges = ScrapeGauges(settings)
+    app.add_middleware(HttpMetrics, counter=metrics.http_responses)  # last added: outermost
     return app
 
 
