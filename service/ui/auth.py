@@ -43,13 +43,13 @@ async def seat(request: Request, signer: Signer) -> Seat:
     """The admin at the console, or Unauthorized/Forbidden (the console's error handler turns a
     browser's Unauthorized into a redirect to the login page)."""
     gate: Gate = request.app.state.auth
+    if not gate.enforced():  # a header sent anyway changes nothing, as on the API
+        return Seat(Operator("operator", "open", signer.csrf(OPEN)), OPEN)
     if request.headers.get(HEADER):
         await require("admin")(request, None)
         key_id = str(request.state.key_id)
         name = next((r.name for r in gate.store.records() if r.id == key_id), key_id)
         return Seat(Operator(name, "bearer", None), "")
-    if not gate.enforced():
-        return Seat(Operator("operator", "open", signer.csrf(OPEN)), OPEN)
     session = signer.read(request.cookies.get(COOKIE))
     if session is None:
         raise Unauthorized("sign in with an API key that has the admin scope", field="key")
