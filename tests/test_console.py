@@ -290,3 +290,16 @@ def test_svg_labels_are_escaped() -> None:
     svg = str(line_chart("<b>t</b>", ["<x>"], {"<s>": [1.0]}))
     assert "<b>" not in svg and "&lt;b&gt;" in svg and "&lt;x&gt;" in svg and "&lt;s&gt;" in svg
     assert "no data yet" in str(line_chart("empty", [], {}))
+
+
+def test_an_unreachable_registry_is_a_message_not_an_empty_registry(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from tierwise.service.settings import load_settings
+    from tierwise.service.ui import overview
+    from tierwise.service.ui.console import Console
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    console = Console(load_settings(home=tmp_path, registry_uri="http://127.0.0.1:9/"))  # nothing listens
+    view = overview.guarded(lambda: overview.registry_view(console.registry(), None),
+                            lambda m: overview.RegistryView(error=m), "policy registry")
+    assert view.rows == [] and view.error and view.error.startswith("policy registry unavailable")

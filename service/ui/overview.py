@@ -79,6 +79,9 @@ def run_url(base: str | None, experiment_id: str, run_id: str) -> str | None:
 def registry_view(registry: PolicyRegistry, mlflow_ui: str | None, limit: int = 20) -> RegistryView:
     from tierwise.service.policy.registry import CHALLENGER, CHAMPION
 
+    # The registry's own readers (alias, versions) read "unreachable" as "absent"; a page must not
+    # show a registry that is down as an empty one, so it is asked once without that shield.
+    registry.client.search_registered_models(max_results=1)
     view = RegistryView(champion=registry.alias(CHAMPION), challenger=registry.alias(CHALLENGER))
     experiments: dict[str, str] = {}
     for v in reversed(registry.versions()[-limit:]):
