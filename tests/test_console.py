@@ -205,6 +205,10 @@ def test_a_blank_resolver_or_unknown_item_gets_a_clear_4xx(app: Any, keys: dict[
     assert r.status_code == 422 and "<code>action</code>" in r.text
     r = b.post("/ui/queue/1/resolve", content=b'{"resolved_by": "x"}', headers={"Content-Type": "application/json"})
     assert r.status_code == 422 and "<code>Content-Type</code>" in r.text
+    r = b.post("/ui/queue/abc/resolve", data={"resolved_by": "ana", "csrf": token})
+    assert r.status_code == 422 and "<code>item_id</code>" in r.text  # a page, not the API's JSON
+    r = b.get("/ui/policy/no!such")
+    assert r.status_code == 422 and "<code>version</code>" in r.text
 
 
 def test_a_script_may_post_the_form_with_bearer_and_no_csrf(app: Any, keys: dict[str, str]) -> None:

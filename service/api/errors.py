@@ -35,11 +35,6 @@ STATUS: dict[type[e.TierwiseError], int] = {
 RETRY_AFTER_S: dict[type[e.TierwiseError], int] = {e.TelemetryUnavailable: 5}
 
 
-def status_for(exc: e.TierwiseError) -> int:
-    """The HTTP status of a domain error (500 for one not in ``STATUS``)."""
-    return next((s for cls, s in STATUS.items() if isinstance(exc, cls)), 500)
-
-
 def error_body(code: str, message: str, field: str | None) -> dict[str, dict[str, str | None]]:
     return {"error": {"code": code, "message": message, "field": field}}
 
@@ -54,7 +49,7 @@ def _field(loc: tuple[int | str, ...]) -> str | None:
 def install(app: FastAPI) -> None:
     @app.exception_handler(e.TierwiseError)
     async def domain(_: Request, exc: e.TierwiseError) -> JSONResponse:
-        status = status_for(exc)
+        status = next((s for cls, s in STATUS.items() if isinstance(exc, cls)), 500)
         if status >= 500:
             log.error("%s: %s", exc.code, exc.message)
         retry = next((str(s) for cls, s in RETRY_AFTER_S.items() if isinstance(exc, cls)), None)

@@ -8,18 +8,18 @@ the body. A browser without a session is sent to the login page; a request with
 from __future__ import annotations
 
 import inspect
-import logging
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from starlette.responses import RedirectResponse, Response
 
 from tierwise.service.api.auth import HEADER
-from tierwise.service.api.errors import status_for
 from tierwise.service.errors import TierwiseError, Unauthorized
 from tierwise.service.ui.console import console_of
-
-log = logging.getLogger(__name__)
 
 PREFIX = "/ui"
 
@@ -43,21 +43,25 @@ def login_redirect(request: Request) -> RedirectResponse:
 
 
 def install(app: FastAPI) -> None:
-    """Wrap the API's handler for domain errors; call after ``api.errors.install``."""
-    api_handler = app.exception_handlers[TierwiseError]
+    """Wrap the API's handlers for domain errors and invalid requests (call after
+    ``api.errors.install``): the API's handler decides status and body, logs a 5xx and hides an
+    internal message; for a browser on a console page that body is shown as a page instead."""
+    for kind in (TierwiseError, RequestValidationError):
+        app.add_exception_handler(kind, _as_page(app.exception_handlers[kind]))
 
+
+def _as_page(api_handler: Callable[[Request, Any], Response | Awaitable[Response]]
+             ) -> Callable[[Request, Exception], Awaitable[Response]]:
     async def handler(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, TierwiseError)
-        if not is_console(request) or not wants_page(request):
-            response = api_handler(request, exc)
-            return await response if inspect.isawaitable(response) else response
-        if isinstance(exc, Unauthorized):
+        if is_console(request) and wants_page(request) and isinstance(exc, Unauthorized):
             return login_redirect(request)
-        status = status_for(exc)
-        if status >= 500:
-            log.error("console %s: %s: %s", request.url.path, exc.code, exc.message)
-        message = exc.message if status != 500 else "internal error; see the server log"
+        response = api_handler(request, exc)
+        response = await response if inspect.isawaitable(response) else response
+        if not is_console(request) or not wants_page(request):
+            return response
+        error = json.loads(bytes(response.body))["error"]
         return console_of(request).page(request, "error.html", {
-            "status": status, "code": exc.code, "message": message, "field": exc.field}, status_code=status)
+            "status": response.status_code, "code": error["code"], "message": error["message"],
+            "field": error["field"]}, status_code=response.status_code)
 
-    app.add_exception_handler(TierwiseError, handler)
+    return handler
