@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # API keys (service/keys.py): "auto" requires a key iff one exists; "required" always does.
     auth: AuthMode = "auto"
+    # The MLflow UI's address (e.g. http://127.0.0.1:5000), for the console's links to each
+    # version's run; None: the console shows run ids without links.
+    mlflow_ui_url: str | None = None
 
     @property
     def telemetry_dir(self) -> Path:

@@ -179,3 +179,27 @@ def client(make_client: Callable[..., Any]) -> Any:
 MECHANICAL = "rename the helper get_usr to get_user in utils.py and reformat the file with black"
 AGENTIC = ("investigate why the checkout service sometimes times out in production; figure out the root "
            "cause of the intermittent latency, design a fix and plan the rollout end-to-end")
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def to_human(client: Any, prompt: str, headers: dict[str, str] | None = None, *, harness: str = "local",
+             failure: str = "tests_failed") -> int:
+    """Route ``prompt`` and fail every attempt until it lands in the human queue; its item id."""
+    r = client.post("/v1/route", json={"prompt": prompt, "harness": harness}, headers=headers)
+    assert r.status_code == 200, r.text
+    d = r.json()
+    attempt, tier = 0, d["tier"]
+    while True:
+        r = client.post("/v1/outcomes", headers=headers, json={
+            "decision_id": d["decision_id"], "attempt": attempt, "tier": tier, "resolved": False,
+            "cost_usd": 0.01, "failure": failure})
+        assert r.status_code == 200, r.text
+        nxt = r.json()["next"]
+        if nxt["action"] != "escalate":
+            assert nxt["action"] == "human"
+            item: int = nxt["queue_item_id"]
+            return item
+        attempt, tier = nxt["attempt"], nxt["tier"]

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import MECHANICAL, live_server
+from conftest import MECHANICAL, bearer, live_server, to_human
 
 from tierwise.service.cli import main
 from tierwise.service.errors import ConfigError
@@ -34,10 +34,6 @@ PROTECTED: dict[str, tuple[Call, Scope]] = {
     "resolve": (("post", "/v1/queue/1/resolve", {"resolved_by": "ana"}), "admin"),
     "policy": (("get", "/v1/policy", None), "admin"),
 }
-
-
-def bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
 
 
 def call(client: Any, c: Call, headers: dict[str, str] | None = None) -> Any:
@@ -68,25 +64,6 @@ def in_home(settings: Any, hashing_classifier_file: Path, monkeypatch: pytest.Mo
         monkeypatch.setenv(key, value)
     home: Path = settings.home
     return home
-
-
-def to_human(client: Any, prompt: str, headers: dict[str, str] | None = None) -> int:
-    """Route ``prompt`` and fail every attempt until it lands in the human queue; its item id."""
-    r = client.post("/v1/route", json={"prompt": prompt, "harness": "local"}, headers=headers)
-    assert r.status_code == 200, r.text
-    d = r.json()
-    attempt, tier = 0, d["tier"]
-    while True:
-        r = client.post("/v1/outcomes", headers=headers, json={
-            "decision_id": d["decision_id"], "attempt": attempt, "tier": tier, "resolved": False,
-            "cost_usd": 0.01, "failure": "tests_failed"})
-        assert r.status_code == 200, r.text
-        nxt = r.json()["next"]
-        if nxt["action"] != "escalate":
-            assert nxt["action"] == "human"
-            item: int = nxt["queue_item_id"]
-            return item
-        attempt, tier = nxt["attempt"], nxt["tier"]
 
 
 # --- no key configured: unchanged behaviour -------------------------------------------------------

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import MECHANICAL, module_settings
+from conftest import MECHANICAL, module_settings, to_human
 from pydantic import ValidationError
 from starlette.types import Message, Receive, Scope, Send
 
@@ -144,18 +144,7 @@ def test_request_text_is_cleaned_before_it_is_used() -> None:
 
 def _queue_item(api: Any) -> int:
     """Fail along the whole escalation chain, so the task lands in the human queue."""
-    d = api.post("/v1/route", json={"prompt": "\x1b[31m" + MECHANICAL + "\x00", "harness": "local"}).json()
-    attempt, tier = 0, d["tier"]
-    while True:
-        out = api.post("/v1/outcomes", json={"decision_id": d["decision_id"], "attempt": attempt, "tier": tier,
-                                             "resolved": False, "cost_usd": 0.01, "failure": "tests_failed"})
-        assert out.status_code == 200, out.text
-        nxt = out.json()["next"]
-        if nxt["action"] != "escalate":
-            assert nxt["action"] == "human"
-            item_id: int = nxt["queue_item_id"]
-            return item_id
-        attempt, tier = nxt["attempt"], nxt["tier"]
+    return to_human(api, "\x1b[31m" + MECHANICAL + "\x00")
 
 
 def test_stored_text_is_echoed_clean(api: Any) -> None:

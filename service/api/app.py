@@ -11,6 +11,8 @@ from fastapi import FastAPI
 from tierwise.service import components
 from tierwise.service.api import errors
 from tierwise.service.api.auth import Gate
+from tierwise.service.api.gauges import ScrapeGauges
+from tierwise.service.api.http_metrics import HttpMetrics
 from tierwise.service.api.lane import IngestLane
 from tierwise.service.api.limits import BodyLimit, body_limit
 from tierwise.service.api.metrics import make_metrics, worker_exit
@@ -18,6 +20,7 @@ from tierwise.service.api.routes import router as v1
 from tierwise.service.keys import KeyStore
 from tierwise.service.settings import Settings, load_settings
 from tierwise.service.telemetry.group_commit import GroupCommitter
+from tierwise.service.ui.mount import install as install_console
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +66,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimit, max_body=body_limit(settings.max_prompt_chars, settings.max_files),
                        timeout_s=settings.body_timeout_s)
     app.include_router(v1)
+    install_console(app, settings)  # /ui: the operator console
+    app.state.gauges = ScrapeGauges(settings)
+    app.add_middleware(HttpMetrics, counter=metrics.http_responses)  # last added: outermost
     return app
 
 

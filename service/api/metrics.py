@@ -51,6 +51,10 @@ class Metrics:
     journal_bytes: Gauge
     segments_bytes: Gauge
     segment_files: Gauge
+    http_responses: Counter
+    queue_open: Gauge
+    health_degraded: Gauge
+    drift_flagged: Gauge
 
 
 def make_metrics() -> Metrics:
@@ -77,4 +81,15 @@ def make_metrics() -> Metrics:
                              registry=reg, multiprocess_mode="mostrecent"),
         segment_files=Gauge("tierwise_telemetry_segment_files", "Parquet segment files, all tables",
                             registry=reg, multiprocess_mode="mostrecent"),
+        # By route template (bounded: unmatched paths are "unmatched") and status class, for 5xx alerts.
+        http_responses=Counter("tierwise_http_responses_total", "HTTP responses by route and status class",
+                               ["handler", "code"], registry=reg),
+        # Measured at scrape time, like the disk gauges: the same journal and registry for every worker.
+        queue_open=Gauge("tierwise_human_queue_open", "Open human-queue items", registry=reg,
+                         multiprocess_mode="mostrecent"),
+        health_degraded=Gauge("tierwise_health_degraded", "1 while /healthz reports degraded", registry=reg,
+                              multiprocess_mode="mostrecent"),
+        drift_flagged=Gauge("tierwise_drift_flagged", "1 if the newest retune run flagged drift, 0 if not, "
+                            "-1 before the first retune or without a registry", registry=reg,
+                            multiprocess_mode="mostrecent"),
     )

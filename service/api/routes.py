@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
 from tierwise.service.api.auth import require
+from tierwise.service.api.gauges import health_causes
 from tierwise.service.api.metrics import Metrics, scrape
 from tierwise.service.api.responses import HealthOut, OutcomeOut, PolicyOut, QueueOut, ResolvedOut, RouteOut, errors
 from tierwise.service.api.schemas import OutcomeIn, QueueResolveIn, RouteIn
@@ -148,10 +149,7 @@ def policy(parts: Parts) -> dict[str, Any]:
 @router.get("/healthz", response_model=HealthOut, responses=errors(503))
 def healthz(parts: Parts) -> dict[str, Any]:
     """HTTP 200 even when degraded: the service still routes; monitors alert on ``status``."""
-    causes: list[str] = []  # any component appends a plain-text cause
-    if parts.store is not None:
-        causes += parts.store.health.causes()
-    causes += parts.holder.health_causes()
+    causes = health_causes(parts)
     return {"status": "degraded" if causes else "ok", "causes": causes,
             "policy_version": parts.holder.policy.version}
 
@@ -161,10 +159,11 @@ _PROMETHEUS_TEXT = {"description": "Prometheus text exposition format",
 
 
 @router.get("/metrics", response_class=Response, responses={**errors(), 200: _PROMETHEUS_TEXT})
-def metrics(m: MetricsDep, parts: Parts) -> Response:
+def metrics(m: MetricsDep, parts: Parts, request: Request) -> Response:
     if parts.store is not None:
         disk = parts.store.disk_usage()
         m.journal_bytes.set(disk.journal_bytes)
         m.segments_bytes.set(disk.segments_bytes)
         m.segment_files.set(disk.segment_files)
+    request.app.state.gauges.refresh(m, parts)
     return Response(scrape(m.registry), media_type=CONTENT_TYPE_LATEST)
