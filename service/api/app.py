@@ -16,6 +16,8 @@ from tierwise.service.api.limits import BodyLimit, body_limit
 from tierwise.service.api.metrics import make_metrics, worker_exit
 from tierwise.service.api.routes import router as v1
 from tierwise.service.keys import KeyStore
+from tierwise.service.proxy.routes import router as proxy_routes
+from tierwise.service.proxy.routes import start_proxy
 from tierwise.service.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
@@ -30,6 +32,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         parts = components.build(settings)
         app.state.parts = parts
         app.state.lane = IngestLane(settings.ingest_threads, settings.ingest_nice)
+        app.state.proxy = start_proxy(parts, app.state.lane)
         if parts.store is not None:
             parts.store.start_background_export(settings.export_interval_s)
         poller = None
@@ -45,6 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             if poller is not None:
                 poller.stop()
+            await app.state.proxy.close()
             app.state.lane.close()
             parts.close()
             worker_exit()
@@ -58,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimit, max_body=body_limit(settings.max_prompt_chars, settings.max_files),
                        timeout_s=settings.body_timeout_s)
     app.include_router(v1)
+    app.include_router(proxy_routes)
     return app
 
 

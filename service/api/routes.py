@@ -91,6 +91,9 @@ async def outcomes(body: OutcomeIn, request: Request, parts: Parts, m: MetricsDe
         latency_ms=body.latency_ms, failure=body.failure, overridden_to=body.overridden_to,
         output=body.output, has_output="output" in fields and body.output is not None,
     )
+    proxy = getattr(request.app.state, "proxy", None)
+    if proxy is not None:  # a proxied attempt: the usage the proxy measured is added to the report
+        report = proxy.pending(report)
     counter = m.outcomes
 
     def record() -> bytes:
