@@ -225,3 +225,46 @@ def test_without_an_upstream_the_error_names_the_setting(env: Env) -> None:
         ask(env, [{"role": "user", "content": MECHANICAL}])
     assert info.value.status_code == 503
     assert "TIERWISE_UPSTREAM_BASE_URL" in str(info.value.body)
+
+
+def test_proxied_attempts_show_in_the_kpis_with_their_cost(env: Env) -> None:
+    from tierwise.service.telemetry.store import open_warehouse
+
+    env.fake.default = Reply(usage=(1000, 100))
+    env.fake.script(MODELS["small"], Reply(status=500), Reply(usage=(1000, 100)))
+    # Task A: small fails, medium answers, resolved. Task B: small answers, resolved.
+    a = ask(env, [{"role": "user", "content": MECHANICAL}], metadata={"resolved": "true", "task_id": "A"})
+    b = ask(env, [{"role": "user", "content": MECHANICAL}], metadata={"resolved": "true", "task_id": "B"})
+    assert (a.headers["x-tierwise-tier"], b.headers["x-tierwise-tier"]) == ("medium", "small")
+    small, medium = (1000 * 0.25 + 100 * 2.0) / 1e6, (1000 * 3.0 + 100 * 15.0) / 1e6
+    deadline = time.monotonic() + 10
+    while True:  # the exporter copies committed rows to Parquet every 0.1 s
+        wh = open_warehouse(Path(env.settings.home))
+        try:
+            kpis = wh.kpis()
+        finally:
+            wh.close()
+        if (not kpis.empty and kpis["episodes"].iloc[0] == 2) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    row = kpis.iloc[0]
+    assert (row["decisions"], row["episodes"], row["resolution_rate"]) == (2, 2, 1.0)
+    assert row["escalation_rate"] == 0.5 and row["failures_error"] == 1
+    # Task A's cost: its failed small call had no usage, then medium; task B: small.
+    assert row["cost_per_task"] == pytest.approx((medium + small) / 2)
+
+
+def test_auth_applies_to_the_proxy(env: Env) -> None:
+    from tierwise.service.keys import KeyStore
+
+    _, report_key = KeyStore(env.settings.keys_file).create(("report",), name="reporter")
+    body = {"model": "tierwise", "messages": [{"role": "user", "content": MECHANICAL}]}
+    assert httpx.post(env.base + "/v1/chat/completions", json=body).status_code == 401
+    assert httpx.get(env.base + "/v1/models").status_code == 401
+    forbidden = httpx.post(env.base + "/v1/chat/completions", json=body,
+                           headers={"Authorization": f"Bearer {report_key}"})
+    assert forbidden.status_code == 403 and forbidden.json()["error"]["code"] == "forbidden"
+    _, route_key = KeyStore(env.settings.keys_file).create(("route",), name="agent")
+    client = openai.OpenAI(base_url=env.base + "/v1", api_key=route_key, max_retries=0)
+    assert client.chat.completions.create(**body).choices[0].message.content == "ok"  # type: ignore[call-overload]
+    assert all(c["authorization"] == f"Bearer {KEY}" for c in env.fake.calls)  # tierwise's key stays here

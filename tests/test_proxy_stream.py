@@ -41,8 +41,9 @@ def test_a_stock_openai_client_streams_through_tierwise(env: Env) -> None:
     assert headers["x-tierwise-tier"] == "small" and headers["x-tierwise-attempt"] == "0"
     assert env.fake.calls[-1]["body"]["stream_options"] == {"include_usage": True}
     # The last call of the task says it is resolved: the attempt carries the stream's usage.
-    text2, _, headers2 = stream(env, [{"role": "user", "content": MECHANICAL}], metadata={"resolved": "true"},
-                                stream_options={"include_usage": True})
+    text2, chunks2, headers2 = stream(env, [{"role": "user", "content": MECHANICAL}], metadata={"resolved": "true"},
+                                      stream_options={"include_usage": True})
+    assert text2 == "def get_user(): ..." and chunks2[-1].usage.prompt_tokens == 300  # asked for: forwarded
     assert headers2["x-tierwise-decision-id"] == headers["x-tierwise-decision-id"]
     [attempt] = env.attempts(headers["x-tierwise-decision-id"])
     assert attempt["resolved"] == 1 and (attempt["input_tokens"], attempt["output_tokens"]) == (600, 80)

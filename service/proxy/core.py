@@ -134,7 +134,7 @@ class Proxy:
             lock = self._creating[key] = asyncio.Lock()
         async with lock:  # two first calls of one task at once make one decision
             session = self.sessions.get(key)
-            if session is not None:
+            if session is not None and session.stale:
                 async with session.lock:
                     await self._sync(session)
             if session is None or session.closed:
@@ -157,7 +157,9 @@ class Proxy:
 
     async def _sync(self, session: Session) -> None:
         """Catch up with attempts recorded elsewhere (``/v1/outcomes``, another call of the task)."""
-        rows = await self.lane.run(self.recorder.journal.attempts, session.decision_id)
+        session.stale = False
+        # The route threads' pool, not the reniced ingest lane: a call waits on this read.
+        rows = await run_in_threadpool(self.recorder.journal.attempts, session.decision_id)
         if len(rows) == session.step.attempt:
             return
         if not rows:
@@ -262,6 +264,8 @@ class Proxy:
         """A ``/v1/outcomes`` report of a proxied attempt, with the usage the proxy measured added:
         the agent need not report the cost of calls that went through the proxy."""
         session = self.sessions.by_decision(report.decision_id)
+        if session is not None:
+            session.stale = True
         u = session.usage.get(report.attempt) if session is not None else None
         if u is None or u.calls == 0:
             return report

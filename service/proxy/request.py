@@ -18,10 +18,13 @@ from tierwise.service.api.schemas import MAX_TOOLS, ClientId
 from tierwise.service.classify import FailureKind, Harness
 from tierwise.service.classify.task import Task
 from tierwise.service.errors import InvalidInput
+from tierwise.service.settings import PROMPT_CHARS_CEILING
 from tierwise.service.textnorm import clean, is_blank
 
 MAX_MESSAGES = 10_000
 MAX_MODEL_CHARS = 256
+MAX_PARTS = 1_000  # content parts of one message
+MAX_NAME_CHARS = 64  # OpenAI's bound on a response_format name
 
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 _OPEN = ConfigDict(extra="allow")
@@ -31,7 +34,8 @@ class Message(BaseModel):
     model_config = _OPEN
     role: Role
     # A string, or a list of content parts (``{"type": "text", "text": ...}``, images…).
-    content: str | list[dict[str, Any]] | None = None
+    content: Annotated[str, StringConstraints(max_length=PROMPT_CHARS_CEILING)] | Annotated[
+        list[dict[str, Any]], Field(max_length=MAX_PARTS)] | None = None
 
 
 class FunctionDef(BaseModel):
@@ -41,13 +45,13 @@ class FunctionDef(BaseModel):
 
 class ToolDef(BaseModel):
     model_config = _OPEN
-    type: str = "function"
+    type: Annotated[str, StringConstraints(max_length=MAX_NAME_CHARS)] = "function"
     function: FunctionDef | None = None
 
 
 class JsonSchemaFormat(BaseModel):
     model_config = _OPEN
-    name: str | None = None
+    name: Annotated[str, StringConstraints(max_length=MAX_NAME_CHARS)] | None = None
     schema_: dict[str, Any] | None = Field(None, alias="schema")
 
 

@@ -68,7 +68,10 @@ class ModelListOut(BaseModel):
     data: list[ModelOut]
 
 
-_SSE = {"text/event-stream": {"schema": {"type": "string", "description": "chat.completion.chunk events"}}}
+# Each server-sent event: ``data:`` holds a chat.completion.chunk (JSON), or ``[DONE]`` last.
+_SSE = {"text/event-stream": {"schema": {
+    "type": "object", "required": ["data"], "properties": {"data": {"type": "string"}, "event": {"type": "string"}},
+    "description": "one event: data is a chat.completion.chunk as JSON, or [DONE] at the end"}}}
 
 
 async def until_disconnect(request: Request, work: Coroutine[Any, Any, T]) -> T | None:

@@ -6,8 +6,9 @@ which every later call of the conversation repeats. Keys are per API key, so two
 share a task.
 
 This map is a per-process cache (bounded, idle entries expire). The journal stays the truth for
-which attempt a decision is on (``core.Proxy`` re-reads it on each call), so a report sent to
-``/v1/outcomes`` is seen by the next proxied call. What lives only here is the usage of calls
+which attempt a decision is on: ``core.Proxy`` re-reads it before it records an attempt, and
+before the next call after a report to ``/v1/outcomes`` reached this worker; a steady call of a
+known task reads nothing. What lives only here is the usage of calls
 whose attempt is still open; it is written with the attempt when the attempt closes.
 """
 
@@ -63,6 +64,8 @@ class Session:
     closed: bool = False
     # The tier a ``tierwise/<tier>`` call forced on this task, once applied.
     forced: str | None = None
+    # Set when ``/v1/outcomes`` reports on this decision: the next call re-reads the journal.
+    stale: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def usage_of(self, attempt: int) -> Usage:
