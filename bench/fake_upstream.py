@@ -39,6 +39,7 @@ class Reply:
     chunk_delay_s: float = 0.0
     tail: int = 0
     chunk_chars: int = 4
+    raw: bytes | None = None  # sent as is instead (a broken body or stream)
 
 
 @dataclass
@@ -78,6 +79,8 @@ class FakeUpstream:
         if reply.status >= 400:
             return JSONResponse({"error": {"message": f"scripted failure {reply.status}", "type": "server_error"}},
                                 status_code=reply.status)
+        if reply.raw is not None:
+            return Response(reply.raw, media_type="text/event-stream" if body.get("stream") else "application/json")
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             return StreamingResponse(self._chunks(model, reply, include_usage), media_type="text/event-stream")

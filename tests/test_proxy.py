@@ -3,6 +3,7 @@ real tierwise server that forwards to a real (fake) upstream on loopback."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -268,3 +269,41 @@ def test_auth_applies_to_the_proxy(env: Env) -> None:
     client = openai.OpenAI(base_url=env.base + "/v1", api_key=route_key, max_retries=0)
     assert client.chat.completions.create(**body).choices[0].message.content == "ok"  # type: ignore[call-overload]
     assert all(c["authorization"] == f"Bearer {KEY}" for c in env.fake.calls)  # tierwise's key stays here
+
+
+def test_a_tier_with_its_own_upstream_gets_its_own_key(tmp_path: Path, write_policy: Callable[[dict[str, Any]], Path],
+                                                      policy_dict: dict[str, Any],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from tierwise.bench.fake_upstream import FakeUpstream, serve
+    from tierwise.service.settings import load_settings
+
+    monkeypatch.setenv("TW_TEST_FRONTIER_KEY", "sk-frontier-Hh3kQ9wE2rT7")
+    frontier = FakeUpstream(default=Reply(content="from the frontier gateway"))
+    with serve(frontier) as url:
+        spec = {"frontier": {"base_url": url, "api_key_env": "TW_TEST_FRONTIER_KEY"}}
+        monkeypatch.setenv("TIERWISE_UPSTREAMS", json.dumps(spec))
+        assert load_settings().upstreams["frontier"].base_url == url  # the variable parses as documented
+        monkeypatch.delenv("TIERWISE_UPSTREAMS")
+        envs = start_env(tmp_path, write_policy, policy_dict, monkeypatch, {"upstreams": spec})
+        env = next(envs)
+        try:
+            small = ask(env, [{"role": "user", "content": MECHANICAL}])
+            forced = ask(env, [{"role": "user", "content": AGENTIC}], model="tierwise/frontier")
+            assert small.parse().choices[0].message.content == "ok"  # the default upstream
+            assert forced.parse().choices[0].message.content == "from the frontier gateway"
+            assert [c["authorization"] for c in frontier.calls] == ["Bearer sk-frontier-Hh3kQ9wE2rT7"]
+            assert [c["authorization"] for c in env.fake.calls] == [f"Bearer {KEY}"]
+            monkeypatch.delenv("TW_TEST_FRONTIER_KEY")
+            with pytest.raises(openai.APIStatusError) as info:  # the variable is named, never a value
+                ask(env, [{"role": "user", "content": "plan the migration of the billing service"}],
+                    model="tierwise/frontier")
+            assert info.value.status_code == 503 and "TW_TEST_FRONTIER_KEY" in str(info.value.body)
+        finally:
+            envs.close()
+
+
+@pytest.mark.parametrize("raw", [b'{"choices": ["not an object"]}', b"not json", b'{"choices": [{"message": 7}]}'])
+def test_a_malformed_upstream_answer_fails_the_attempt_not_the_server(env: Env, raw: bytes) -> None:
+    env.fake.script(MODELS["small"], Reply(raw=raw))
+    r = ask(env, [{"role": "user", "content": MECHANICAL}])
+    assert r.headers["x-tierwise-tier"] == "medium" and r.parse().choices[0].message.content == "ok"

@@ -137,3 +137,10 @@ def test_the_upstream_key_never_reaches_logs_telemetry_or_clients(env: Env, capl
         assert KEY.encode() not in p.read_bytes(), p  # ...and is nowhere in the journal, WAL or segments
     assert KEY not in caplog.text and "Zq8vN3pL0x" not in caplog.text
     assert all(KEY not in b for b in bodies)
+
+
+@pytest.mark.parametrize("raw", [b'data: {"choices": ["x"]}\n\n', b"data: {broken\n\n", b"data: [DONE]\n\n"])
+def test_a_malformed_stream_before_its_first_chunk_escalates(env: Env, raw: bytes) -> None:
+    env.fake.script(MODELS["small"], Reply(raw=raw))
+    text, _, headers = stream(env, [{"role": "user", "content": MECHANICAL}])
+    assert text == "ok" and headers["x-tierwise-tier"] == "medium"

@@ -251,11 +251,13 @@ class Proxy:
 
     def _judge(self, req: ChatRequest, data: dict[str, Any]) -> None:
         choice = data["choices"][0] if data["choices"] else {}
+        if not isinstance(choice.get("message"), dict):
+            raise UpstreamFailed("the upstream's answer has no message")
         why = refusal(choice)
         if why is not None:
             raise UpstreamFailed(f"the model refused: {why}", "refused")
         content = _content(data)
-        if req.expects_json() and isinstance(content, str) and not (choice.get("message") or {}).get("tool_calls"):
+        if req.expects_json() and isinstance(content, str) and not _message(data).get("tool_calls"):
             broken = check_json(req, content)
             if broken is not None:
                 raise UpstreamFailed(broken, "schema_invalid")
@@ -275,8 +277,14 @@ class Proxy:
                        latency_ms=round((report.latency_ms or 0.0) + u.latency_ms, 3))
 
 
-def _content(data: dict[str, Any]) -> str | None:
+def _message(data: dict[str, Any]) -> dict[str, Any]:
+    """The first choice's message; ``{}`` when the upstream sent none (or not an object)."""
     choices = data.get("choices") or [{}]
-    content = (choices[0].get("message") or {}).get("content")
+    message = choices[0].get("message")
+    return message if isinstance(message, dict) else {}
+
+
+def _content(data: dict[str, Any]) -> str | None:
+    content = _message(data).get("content")
     return content if isinstance(content, str) else None
 

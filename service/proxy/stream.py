@@ -20,6 +20,8 @@ from tierwise.service.proxy.upstream import refusal
 # A rough, model-agnostic ratio, used only where the upstream reports no usage.
 CHARS_PER_TOKEN = 4
 DONE = b"data: [DONE]\n\n"
+# What a chunk of the wrong shape raises on its way through ``Relay.event``: the upstream's fault.
+MALFORMED = (ValueError, TypeError, AttributeError)
 StopReason = Literal["json_end", "budget"]
 FINISH: dict[StopReason, str] = {"json_end": "stop", "budget": "length"}
 

@@ -20,7 +20,7 @@ from tierwise.service.errors import UpstreamFailed
 from tierwise.service.proxy.core import Proxy, Served, call_usage, check_json, upstream_body
 from tierwise.service.proxy.request import ChatRequest
 from tierwise.service.proxy.sessions import Session, Step
-from tierwise.service.proxy.stream import DONE, Relay, sse
+from tierwise.service.proxy.stream import DONE, MALFORMED, Relay, sse
 from tierwise.service.proxy.upstream import lines
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ async def _start(proxy: Proxy, req: ChatRequest, step: Step | None, stack: Async
     async for line in it:
         try:
             first = relay.event(line)
-        except ValueError as exc:
+        except MALFORMED as exc:
             raise UpstreamFailed(f"upstream of {tier or 'pass-through'} sent a malformed chunk ({exc})") from exc
         if relay.refused:
             raise UpstreamFailed(f"the model refused: {relay.refused}", "refused")
@@ -83,7 +83,7 @@ async def _relay(proxy: Proxy, req: ChatRequest, session: Session | None, step: 
             async for line in it:
                 try:
                     out = relay.event(line)
-                except ValueError as exc:
+                except MALFORMED as exc:
                     raise UpstreamFailed(f"upstream sent a malformed chunk ({exc})") from exc
                 if out is not None:
                     yield out

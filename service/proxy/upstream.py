@@ -68,8 +68,9 @@ class Upstreams:
             data = response.json()
         except ValueError as exc:
             raise UpstreamFailed(f"upstream of {tier or 'pass-through'} sent a body that is not JSON") from exc
-        if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
-            raise UpstreamFailed(f"upstream of {tier or 'pass-through'} sent no choices")
+        choices = data.get("choices") if isinstance(data, dict) else None
+        if not isinstance(choices, list) or not all(isinstance(c, dict) for c in choices):
+            raise UpstreamFailed(f"upstream of {tier or 'pass-through'} sent no list of choices")
         return data
 
     @asynccontextmanager
