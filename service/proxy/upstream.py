@@ -69,7 +69,8 @@ class Upstreams:
         except ValueError as exc:
             raise UpstreamFailed(f"upstream of {tier or 'pass-through'} sent a body that is not JSON") from exc
         choices = data.get("choices") if isinstance(data, dict) else None
-        if not isinstance(choices, list) or not all(isinstance(c, dict) for c in choices):
+        if not isinstance(data, dict) or not isinstance(choices, list) or \
+                not all(isinstance(c, dict) for c in choices):
             raise UpstreamFailed(f"upstream of {tier or 'pass-through'} sent no list of choices")
         return data
 
