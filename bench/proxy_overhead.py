@@ -127,6 +127,10 @@ def _report(results: dict[str, dict[str, float]], load: tuple[float, float], cli
               "(target: <= 2 ms beyond the route decision, which a known task does not repeat)",
               f"- a new task's call adds {new_beyond:.2f} ms p50 beyond a /v1/route call's p50 "
               f"({results['route']['p50_ms']:.2f} ms)",
+              f"- beyond tierwise's own HTTP floor (/healthz p50 {results['healthz']['p50_ms']:.2f} ms): "
+              f"pass-through {results['passthrough']['p50_ms'] - results['healthz']['p50_ms']:+.2f} ms, known task "
+              f"{results['routed_task']['p50_ms'] - results['healthz']['p50_ms']:+.2f} ms (both include the second "
+              "hop to the upstream)",
               "- stream rows: time to the first content chunk"]
     return "\n".join(lines) + "\n"
 
