@@ -68,6 +68,16 @@ def test_calls_of_one_task_share_one_decision_and_their_cost_is_recorded(env: En
     assert len(env.journal("SELECT * FROM decisions")) == 1
 
 
+def test_a_conversation_without_a_system_prompt_is_one_task_too(env: Env) -> None:
+    convo: list[dict[str, Any]] = [{"role": "user", "content": MECHANICAL}]
+    first = ask(env, convo)
+    convo += [{"role": "assistant", "content": "ok"}, {"role": "user", "content": "and the tests"}]
+    second = ask(env, convo)
+    other = ask(env, [{"role": "user", "content": AGENTIC}])
+    assert first.headers["x-tierwise-decision-id"] == second.headers["x-tierwise-decision-id"]
+    assert other.headers["x-tierwise-decision-id"] != first.headers["x-tierwise-decision-id"]
+
+
 def test_a_task_id_header_ties_calls_with_different_openings(env: Env) -> None:
     headers = {"X-Tierwise-Task-Id": "JIRA-42", "X-Tierwise-Harness": "local"}
     a = ask(env, [{"role": "user", "content": MECHANICAL}], extra_headers=headers)

@@ -29,7 +29,7 @@ from tierwise.service.errors import (
     UpstreamTimeout,
 )
 from tierwise.service.outcomes import OutcomeRecorder, Report
-from tierwise.service.policy.decide import plan_for
+from tierwise.service.policy.decide import TierPlan, plan_for
 from tierwise.service.proxy.models import Target
 from tierwise.service.proxy.request import ChatRequest, message_text, to_task
 from tierwise.service.proxy.sessions import Session, Sessions, Step, task_key
@@ -61,9 +61,9 @@ class Served:
                 "X-Tierwise-Attempt": str(self.step.attempt)}
 
 
-def step_of(policy_plan: Any, attempt: int) -> Step:
-    return Step(attempt=attempt, tier=policy_plan.tier, model=policy_plan.model,
-                temperature=policy_plan.temperature, max_output_tokens=policy_plan.max_output_tokens)
+def step_of(plan: TierPlan, attempt: int) -> Step:
+    return Step(attempt=attempt, tier=plan.tier, model=plan.model, temperature=plan.temperature,
+                max_output_tokens=plan.max_output_tokens)
 
 
 def upstream_body(req: ChatRequest, step: Step | None, *, stream: bool) -> dict[str, Any]:
@@ -127,8 +127,7 @@ class Proxy:
 
     async def session(self, req: ChatRequest, target: Target, caller: Caller) -> Session:
         """The task's live decision, synced with the journal; a new one when there is none."""
-        opening = tuple(message_text(m) for m in req.messages[:2])
-        key = task_key(caller.key_id, caller.task_id, opening)
+        key = task_key(caller.key_id, caller.task_id, req.opening())
         lock = self._creating.get(key)
         if lock is None:
             lock = self._creating[key] = asyncio.Lock()

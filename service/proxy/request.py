@@ -88,6 +88,15 @@ class ChatRequest(BaseModel):
     def text_of(self, roles: tuple[str, ...]) -> str:
         return "\n\n".join(t for m in self.messages if m.role in roles and (t := message_text(m)))
 
+    def opening(self) -> tuple[str, ...]:
+        """What every call of one conversation repeats: its instructions up to the first user message."""
+        out: list[str] = []
+        for m in self.messages:
+            out.append(f"{m.role}:{message_text(m)}")
+            if m.role == "user":
+                break
+        return tuple(out)
+
     def json_schema(self) -> dict[str, Any] | None:
         rf = self.response_format
         return rf.json_schema.schema_ if rf is not None and rf.json_schema is not None else None
