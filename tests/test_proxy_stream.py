@@ -144,3 +144,28 @@ def test_a_malformed_stream_before_its_first_chunk_escalates(env: Env, raw: byte
     env.fake.script(MODELS["small"], Reply(raw=raw))
     text, _, headers = stream(env, [{"role": "user", "content": MECHANICAL}])
     assert text == "ok" and headers["x-tierwise-tier"] == "medium"
+
+
+def test_a_stock_openai_client_works_against_tierwise_serve(tmp_path: Path) -> None:
+    """The real ``tierwise serve`` process (not an app in a thread), streaming included."""
+    import openai
+
+    from tierwise.bench._server import Server
+    from tierwise.bench.fake_upstream import FakeUpstream, serve
+
+    fake = FakeUpstream(default=Reply(content="served", usage=(20, 3)))
+    with serve(fake) as url:
+        server = Server(tmp_path / "home", env={
+            "TIERWISE_USE_REGISTRY": "false", "TIERWISE_EMBEDDER": "static", "TIERWISE_UPSTREAM_BASE_URL": url,
+            "TIERWISE_UPSTREAM_API_KEY_ENV": "TW_TEST_UPSTREAM_KEY", "TW_TEST_UPSTREAM_KEY": KEY}).start()
+        try:
+            client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused-locally", max_retries=0)
+            messages: Any = [{"role": "user", "content": MECHANICAL}]
+            assert client.chat.completions.create(model="tierwise", messages=messages).choices[0].message.content \
+                == "served"
+            chunks = list(client.chat.completions.create(model="tierwise", messages=messages, stream=True))
+            assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "served"
+            assert [c["authorization"] for c in fake.calls] == [f"Bearer {KEY}"] * 2
+        finally:
+            server.stop()
+        assert KEY not in server.log_path.read_text()
