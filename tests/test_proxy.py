@@ -31,7 +31,9 @@ def ask(env: Env, messages: list[dict[str, Any]], **kw: Any) -> Any:
 
 def test_routes_forwards_with_the_plan_caps_and_answers_like_openai(env: Env) -> None:
     env.fake.default = Reply(content="renamed", usage=(120, 30))
-    raw = ask(env, [{"role": "user", "content": MECHANICAL}], temperature=1.5, max_tokens=10**6)
+    tools = [{"type": "function", "function": {"name": "str_replace_editor", "parameters": {"type": "object"}}},
+             {"type": "function", "function": {"name": "execute_bash", "parameters": {"type": "object"}}}]
+    raw = ask(env, [{"role": "user", "content": MECHANICAL}], temperature=1.5, max_tokens=10**6, tools=tools)
     completion = raw.parse()
     assert completion.choices[0].message.content == "renamed"
     tier, decision_id = raw.headers["x-tierwise-tier"], raw.headers["x-tierwise-decision-id"]
@@ -41,9 +43,12 @@ def test_routes_forwards_with_the_plan_caps_and_answers_like_openai(env: Env) ->
     assert sent["body"]["temperature"] <= 0.2  # mechanical: the plan's temperature caps the client's 1.5
     assert sent["body"]["max_tokens"] == 16000  # the small tier's output budget caps the client's
     assert "metadata" not in sent["body"]
+    assert sent["body"]["tools"] == tools  # forwarded as sent
     assert sent["authorization"] == f"Bearer {KEY}"
-    row = env.journal("SELECT task_id, expected_output, tier FROM decisions WHERE decision_id = ?", (decision_id,))
-    assert row == [{"task_id": None, "expected_output": None, "tier": "small"}]
+    row = env.journal("SELECT task_id, expected_output, tier, tools FROM decisions WHERE decision_id = ?",
+                      (decision_id,))
+    assert row == [{"task_id": None, "expected_output": None, "tier": "small",
+                    "tools": '["str_replace_editor", "execute_bash"]'}]
 
 
 def test_calls_of_one_task_share_one_decision_and_their_cost_is_recorded(env: Env) -> None:
