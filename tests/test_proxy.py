@@ -49,6 +49,8 @@ def test_routes_forwards_with_the_plan_caps_and_answers_like_openai(env: Env) ->
                       (decision_id,))
     assert row == [{"task_id": None, "expected_output": None, "tier": "small",
                     "tools": '["str_replace_editor", "execute_bash"]'}]
+    metrics = httpx.get(env.base + "/metrics").text  # a proxied decision is a route like any other
+    assert 'tierwise_routes_total{explored="false",harness="ci",profile="mechanical",tier="small"} 1.0' in metrics
 
 
 def test_calls_of_one_task_share_one_decision_and_their_cost_is_recorded(env: Env) -> None:

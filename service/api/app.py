@@ -32,7 +32,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         parts = components.build(settings)
         app.state.parts = parts
         app.state.lane = IngestLane(settings.ingest_threads, settings.ingest_nice)
-        app.state.proxy = start_proxy(parts, app.state.lane)
+        app.state.proxy = start_proxy(parts, app.state.lane, metrics)
         if parts.store is not None:
             parts.store.start_background_export(settings.export_interval_s)
         poller = None

@@ -68,11 +68,7 @@ def route(body: RouteIn, parts: Parts, m: MetricsDep) -> dict[str, Any]:
                 repo=RepoInfo(body.repo.files, body.repo.modules_touched, tuple(body.repo.languages)),
                 diff_lines=body.diff_lines, expected_output=body.expected_output, tools=tuple(body.tools))
     routed = parts.router.route(task, harness=body.harness, task_id=body.task_id)
-    d = routed.decision
-    if not routed.logged:
-        m.decisions_dropped.inc()
-    m.routes.labels(d.tier, d.profile, d.harness, str(d.explored).lower()).inc()
-    m.route_latency.labels(d.tier, d.profile).observe(routed.latency_ms / 1000.0)
+    m.count_route(routed)
     return routed.to_response()
 
 

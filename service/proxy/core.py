@@ -21,6 +21,7 @@ from jsonschema import Draft202012Validator
 from starlette.concurrency import run_in_threadpool
 
 from tierwise.service.api.lane import IngestLane
+from tierwise.service.api.metrics import Metrics
 from tierwise.service.components import Components
 from tierwise.service.errors import (
     InvalidInput,
@@ -105,8 +106,9 @@ def call_usage(req: ChatRequest, usage: dict[str, Any] | None, output_chars: int
 
 
 class Proxy:
-    def __init__(self, parts: Components, lane: IngestLane, upstreams: Upstreams, sessions: Sessions) -> None:
-        self.parts, self.lane, self.upstreams, self.sessions = parts, lane, upstreams, sessions
+    def __init__(self, parts: Components, lane: IngestLane, metrics: Metrics, upstreams: Upstreams,
+                 sessions: Sessions) -> None:
+        self.parts, self.lane, self.metrics, self.upstreams, self.sessions = parts, lane, metrics, upstreams, sessions
         self._creating: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     async def close(self) -> None:
@@ -149,6 +151,7 @@ class Proxy:
         task = to_task(req, self.parts.settings.max_prompt_chars)
         routed = await run_in_threadpool(self.parts.router.route, task, harness=caller.harness,
                                          task_id=caller.task_id)
+        self.metrics.count_route(routed)
         if not routed.logged:  # an attempt of an unlogged decision could never be recorded
             raise TelemetryUnavailable("the journal refused the decision; retry later")
         d = routed.decision

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict
 
 from tierwise.service.api.auth import require
 from tierwise.service.api.lane import IngestLane
+from tierwise.service.api.metrics import Metrics
 from tierwise.service.api.responses import errors
 from tierwise.service.api.schemas import ClientId
 from tierwise.service.classify import Harness
@@ -38,10 +39,10 @@ DEFAULT_HARNESS: Harness = "ci"
 CLIENT_GONE = 499
 
 
-def start_proxy(parts: Components, lane: IngestLane) -> Proxy:
+def start_proxy(parts: Components, lane: IngestLane, metrics: Metrics) -> Proxy:
     """Built by the app's lifespan, after the components; ``Proxy.close`` releases the pool."""
     s = parts.settings
-    return Proxy(parts, lane, Upstreams(s), Sessions(s.proxy_sessions, s.proxy_session_ttl_s))
+    return Proxy(parts, lane, metrics, Upstreams(s), Sessions(s.proxy_sessions, s.proxy_session_ttl_s))
 
 
 class ChatCompletionOut(BaseModel):
