@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 export MLFLOW_DISABLE_TELEMETRY := true
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install serve test lint classifier eval retune bench bench-classifier bench-quick bench-route bench-ingest bench-retune bench-load demo notebook notebook-report clean
+.PHONY: install serve test lint classifier eval retune bench bench-classifier bench-quick bench-route bench-proxy bench-ingest bench-retune bench-load demo notebook notebook-report clean
 
 install: $(STAMP)
 
@@ -57,6 +57,9 @@ bench-quick: install
 
 bench-route: install
 	$(BIN)/python -m tierwise.bench.route_latency
+
+bench-proxy: install
+	$(BIN)/python -m tierwise.bench.proxy_overhead $(ARGS)
 
 bench-ingest: install
 	$(BIN)/python -m tierwise.bench.ingest

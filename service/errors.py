@@ -93,3 +93,24 @@ class Forbidden(TierwiseError):
 class KeyNotFound(TierwiseError):
     code = "key_not_found"
 
+
+
+class UpstreamFailed(TierwiseError):
+    """A model call through the proxy failed: the upstream errored, refused, or its output broke
+    the requested schema. ``kind`` is the attempt's failure kind; the proxy escalates on it, and
+    only when the chain is spent does the error reach the client (502)."""
+
+    code = "upstream_failed"
+
+    def __init__(self, message: str, kind: str = "error", field: str | None = None) -> None:
+        super().__init__(message, field)
+        self.kind = kind
+
+
+class UpstreamTimeout(UpstreamFailed):
+    """The upstream did not answer within ``TIERWISE_UPSTREAM_TIMEOUT_S`` (504)."""
+
+    code = "upstream_timeout"
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message, "timeout", field)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from tierwise.service.errors import ConfigError
@@ -26,6 +26,14 @@ FILES_CEILING = 100_000
 # allow-list keeps a policy from pointing the agent harness at an arbitrary program. The shipped
 # policy names none; these are the codemods the docs and examples use.
 DEFAULT_SCRIPTS: tuple[str, ...] = ("scripts/codemod.py", "scripts/codemod_rename.py", "scripts/format.py")
+
+
+class UpstreamSpec(BaseModel):
+    """An OpenAI-compatible endpoint and the name of the environment variable holding its key."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    base_url: str = Field(min_length=1)
+    api_key_env: str | None = None
 
 
 class Settings(BaseSettings):
@@ -92,6 +100,18 @@ class Settings(BaseSettings):
     # The MLflow UI's address (e.g. http://127.0.0.1:5000), for the console's links to each
     # version's run; None: the console shows run ids without links.
     mlflow_ui_url: str | None = None
+    # OpenAI-compatible proxy (service/proxy/): where each tier's calls go. ``upstreams`` maps a
+    # tier to {"base_url", "api_key_env"} (JSON in TIERWISE_UPSTREAMS); tiers without one use the
+    # default below. Only the *name* of the key's environment variable is configured: the key is
+    # read at call time and never stored, logged or journalled.
+    upstream_base_url: str | None = None
+    upstream_api_key_env: str | None = None
+    upstreams: dict[str, UpstreamSpec] = Field(default_factory=dict)
+    upstream_connect_timeout_s: float = Field(5.0, gt=0, le=600)
+    upstream_timeout_s: float = Field(120.0, gt=0, le=3600)
+    # Tasks the proxy keeps one decision for (per worker), and how long an idle one lives.
+    proxy_sessions: int = Field(10_000, ge=1, le=1_000_000)
+    proxy_session_ttl_s: float = Field(3600.0, gt=0)
 
     @property
     def telemetry_dir(self) -> Path:

@@ -18,6 +18,8 @@ from conftest import module_settings
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import positive_data_acceptance
 
+from tierwise.bench.fake_upstream import FakeUpstream, serve
+
 MAX_EXAMPLES = 25
 
 
@@ -28,7 +30,10 @@ def api_schema(tmp_path_factory: pytest.TempPathFactory, hashing_classifier_file
     from tierwise.service.api.app import create_app
     from tierwise.service.keys import KeyStore
 
-    with module_settings(tmp_path_factory.mktemp("home"), hashing_classifier_file) as settings:
+    # The proxy forwards to a real OpenAI-compatible server on loopback (without one, 503 is right).
+    with module_settings(tmp_path_factory.mktemp("home"), hashing_classifier_file) as base, \
+            serve(FakeUpstream()) as upstream:
+        settings = base.model_copy(update={"upstream_base_url": upstream})
         _, key = KeyStore(settings.keys_file).create(("admin",), name="schemathesis")
         app = create_app(settings)
         # schemathesis runs the app's lifespan on first use and keeps it until told to stop.
@@ -50,7 +55,7 @@ def test_api_conforms_to_its_openapi_document(api_schema: tuple[Any, dict[str, s
     operations = [result.ok() for result in schema.get_all_operations()]
     assert {op.label for op in operations} >= {"POST /v1/route", "POST /v1/outcomes", "GET /v1/queue",
                                                "POST /v1/queue/{item_id}/resolve", "GET /v1/policy",
-                                               "GET /healthz"}
+                                               "GET /healthz", "POST /v1/chat/completions", "GET /v1/models"}
     for op in operations:
 
         @given(case=op.as_strategy())

@@ -18,6 +18,8 @@ from tierwise.service.api.limits import BodyLimit, body_limit
 from tierwise.service.api.metrics import make_metrics, worker_exit
 from tierwise.service.api.routes import router as v1
 from tierwise.service.keys import KeyStore
+from tierwise.service.proxy.routes import router as proxy_routes
+from tierwise.service.proxy.routes import start_proxy
 from tierwise.service.settings import Settings, load_settings
 from tierwise.service.telemetry.group_commit import GroupCommitter
 from tierwise.service.ui.mount import install as install_console
@@ -36,6 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.lane = IngestLane(settings.ingest_threads, settings.ingest_nice)
         journal = parts.router.journal
         app.state.decisions = GroupCommitter(journal, "decisions") if journal is not None else None
+        app.state.proxy = start_proxy(parts, app.state.lane, metrics)
         if parts.store is not None:
             parts.store.start_background_export(settings.export_interval_s)
         poller = None
@@ -51,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             if poller is not None:
                 poller.stop()
+            await app.state.proxy.close()
             app.state.lane.close()
             if app.state.decisions is not None:
                 app.state.decisions.close()  # commits what is queued before the journal closes
@@ -69,6 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_console(app, settings)  # /ui: the operator console
     app.state.gauges = ScrapeGauges(settings)
     app.add_middleware(HttpMetrics, counter=metrics.http_responses)  # last added: outermost
+    app.include_router(proxy_routes)
     return app
 
 

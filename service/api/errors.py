@@ -29,6 +29,9 @@ STATUS: dict[type[e.TierwiseError], int] = {
     e.ConfigError: 503,
     e.ArtifactMissing: 503,
     e.TelemetryUnavailable: 503,
+    # The proxy's upstream model server failed on every tier it may try (service/proxy/).
+    e.UpstreamTimeout: 504,
+    e.UpstreamFailed: 502,
 }
 
 # Errors a client should simply retry: their 503 carries ``Retry-After`` (seconds).

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+
+if TYPE_CHECKING:
+    from tierwise.service.routing import Routed
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -55,6 +59,14 @@ class Metrics:
     queue_open: Gauge
     health_degraded: Gauge
     drift_flagged: Gauge
+
+    def count_route(self, routed: Routed) -> None:
+        """One routing decision, made for ``/v1/route`` or for the proxy."""
+        d = routed.decision
+        if not routed.logged:
+            self.decisions_dropped.inc()
+        self.routes.labels(d.tier, d.profile, d.harness, str(d.explored).lower()).inc()
+        self.route_latency.labels(d.tier, d.profile).observe(routed.latency_ms / 1000.0)
 
 
 def make_metrics() -> Metrics:

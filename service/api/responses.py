@@ -161,7 +161,9 @@ ERROR_STATUSES: dict[int, str] = {
     413: "the body is over the size limit",
     422: "a field is invalid (named in error.field), or no tier can take the task",
     500: "an internal fault (no details are sent)",
+    502: "the proxy's upstream model server failed (error, refusal or invalid output) on every tier tried",
     503: "a dependency (registry, artefact, configuration, telemetry) is unavailable; retry after Retry-After",
+    504: "the proxy's upstream model server timed out on every tier tried",
 }
 # What any route can answer, whatever it does: the body limits (``api/limits.py``) run before
 # routing, and a fault is a fault.

@@ -85,11 +85,7 @@ async def route(body: RouteIn, request: Request, parts: Parts, m: MetricsDep) ->
             await request.app.state.decisions.commit(row)
         except TelemetryUnavailable as exc:
             routed = unlogged(routed, exc)
-    d = routed.decision
-    if not routed.logged:
-        m.decisions_dropped.inc()
-    m.routes.labels(d.tier, d.profile, d.harness, str(d.explored).lower()).inc()
-    m.route_latency.labels(d.tier, d.profile).observe(routed.latency_ms / 1000.0)
+    m.count_route(routed)
     return routed.to_response()
 
 
@@ -108,6 +104,9 @@ async def outcomes(body: OutcomeIn, request: Request, parts: Parts, m: MetricsDe
         latency_ms=body.latency_ms, failure=body.failure, overridden_to=body.overridden_to,
         output=body.output, has_output="output" in fields and body.output is not None,
     )
+    proxy = getattr(request.app.state, "proxy", None)
+    if proxy is not None:  # a proxied attempt: the usage the proxy measured is added to the report
+        report = proxy.pending(report)
     counter = m.outcomes
 
     def record() -> bytes:
