@@ -17,7 +17,6 @@ from scipy.sparse import csr_matrix
 
 from tierwise.service.context.index import RepoIndex
 from tierwise.service.context.tags import FileTags, Language, language_of
-from tierwise.service.context.text import IDENTIFIER
 
 IMPORT_WEIGHT = 2.0
 MENTIONED_NAME_FACTOR = 10.0
@@ -65,7 +64,7 @@ def build_edges(index: RepoIndex, pool: Sequence[int], tags: Mapping[int, FileTa
     edges: dict[tuple[int, int], float] = defaultdict(float)
     in_pool = set(pool)
     for a in pool:
-        for name in set(IDENTIFIER.findall(index.files[a].content)):
+        for name in index.identifiers(a):
             owners = defined.get(name)
             if not owners:
                 continue

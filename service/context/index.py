@@ -15,10 +15,11 @@ import re
 import threading
 from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tierwise.service.context.lexical import Lexical
 from tierwise.service.context.model import SourceFile
+from tierwise.service.context.text import IDENTIFIER
 
 _DEFINES = re.compile(
     r"(?m)^[ \t]*(?:export\s+)?(?:default\s+)?(?:async\s+)?"
@@ -55,6 +56,14 @@ class RepoIndex:
     dirs: dict[str, list[int]]
     definers: dict[str, list[int]]
     lexical: Lexical
+    _identifiers: dict[int, frozenset[str]] = field(default_factory=dict)
+
+    def identifiers(self, i: int) -> frozenset[str]:
+        """The names file ``i`` uses (for the reference graph), found once per index."""
+        found = self._identifiers.get(i)
+        if found is None:
+            found = self._identifiers[i] = frozenset(IDENTIFIER.findall(self.files[i].content))
+        return found
 
     @classmethod
     def build(cls, files: Sequence[SourceFile]) -> RepoIndex:

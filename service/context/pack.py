@@ -3,7 +3,8 @@
 ``focused`` (the cheapest tier): the top files in full (their signatures when a file is too big),
 then only the signatures of what those files import. A small model gets little, on purpose, and
 all of it close to the task. ``map`` (larger tiers): more files in full, up to ``full_share`` of
-the budget, then a repository map of signatures ordered by graph centrality, then summaries.
+the budget, then a repository map of signatures ordered by graph centrality (``map_share`` of
+what is left), then one-line summaries of further ranked files.
 
 The budget is counted with ``TokenCounter`` and kept ``margin`` below the tier's number, since the
 counter stands in for the target model's tokenizer. The finished context is counted once more and
@@ -24,9 +25,12 @@ from tierwise.service.context.render import render
 from tierwise.service.context.tags import FileTags, TagCache
 from tierwise.service.context.tokens import TokenCounter, WordPieceCounter
 
-# A file of more than this many characters per remaining token cannot fit (code runs at 2-4
-# characters per WordPiece token), so it is not counted at all: a cost bound, never a budget one.
-MAX_CHARS_PER_TOKEN = 50
+# A file of more than this many characters per remaining token will not fit (code runs at 2-4
+# characters per WordPiece token), so it is not counted at all: a cost bound, never a budget one
+# (what is packed is always counted).
+MAX_CHARS_PER_TOKEN = 8
+# ``map`` tries this many of the best files in full before it turns to the repository map.
+MAX_FULL_TRIES = 60
 # Below this many tokens left, nothing useful fits.
 MIN_SECTION_TOKENS = 8
 
@@ -35,6 +39,9 @@ MIN_SECTION_TOKENS = 8
 class PackOptions:
     margin: float = 0.10
     full_share: float = 0.6
+    # ``map``: share of what is left after the full files that the signature map may take; the
+    # rest goes to one-line summaries of further ranked files (many files, a line each).
+    map_share: float = 0.6
     focus_top: int = 5
     weights: Weights = field(default_factory=Weights)
 
@@ -112,15 +119,16 @@ class Packer:
                         fill.add(b, files[b], self._tags(idx, ranking, b), ("signatures",))
         else:
             full_cap = int(fill.limit * o.full_share)
-            for i in relevant:
+            for i in relevant[:MAX_FULL_TRIES]:
                 if fill.room() < MIN_SECTION_TOKENS or full_cap - fill.used < MIN_SECTION_TOKENS:
                     break
                 fill.add(i, files[i], self._tags(idx, ranking, i), ("full",), cap=full_cap)
+            map_cap = fill.used + int(fill.room() * o.map_share)
             by_centrality = sorted(ranking.centrality, key=lambda i: (-ranking.centrality[i], i))
             for i in by_centrality:
-                if fill.room() < MIN_SECTION_TOKENS:
+                if map_cap - fill.used < MIN_SECTION_TOKENS:
                     break
-                fill.add(i, files[i], ranking.tags.get(i), ("signatures", "summary"))
+                fill.add(i, files[i], ranking.tags.get(i), ("signatures",), cap=map_cap)
             for i in relevant:
                 if fill.room() < MIN_SECTION_TOKENS:
                     break

@@ -27,7 +27,7 @@ from tierwise.service.context.tags import FileTags, TagCache
 from tierwise.service.context.text import IDENTIFIER, words
 
 # Characters of a file the embedder sees, after its path and the names it defines.
-EMBED_CHARS = 1500
+EMBED_CHARS = 800
 
 
 @dataclass(frozen=True)
