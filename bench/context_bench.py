@@ -41,6 +41,13 @@ from tierwise.service.policy.model import RoutingPolicy, parse_policy
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SPEED_FILES = 5_000
+# Releases pooled (paths prefixed by release) into the 5,000-file speed repository.
+SPEED_RELEASES = [Release(repo, project, version) for repo, project, version in (
+    ("django/django", "Django", "4.1"), ("scikit-learn/scikit-learn", "scikit-learn", "1.3.0"),
+    ("matplotlib/matplotlib", "matplotlib", "3.7.1"), ("astropy/astropy", "astropy", "5.3"),
+    ("sphinx-doc/sphinx", "Sphinx", "7.1.2"), ("pylint-dev/pylint", "pylint", "3.0.3"),
+    ("pydata/xarray", "xarray", "2023.1.0"), ("pytest-dev/pytest", "pytest", "7.4.4"),
+    ("django/django", "Django", "5.0"), ("django/django", "Django", "3.0"))]
 _DIFF = re.compile(r"^diff --git a/(\S+) b/", re.M)
 
 
@@ -118,8 +125,9 @@ def recall_run(tasks: list[dict[str, Any]], policy: RoutingPolicy, cache: Path,
 def speed_run(cache: Path, embedder: Embedder | None, task: str) -> dict[str, Any]:
     """5,000 real files; cold pack, warm pack, and BM25 alone over the same files."""
     files: list[SourceFile] = []
-    for rel in (Release("django/django", "Django", "4.1"), Release("sympy/sympy", "sympy", "1.9"),
-                Release("scikit-learn/scikit-learn", "scikit-learn", "1.3.0")):
+    for rel in SPEED_RELEASES:
+        if len(files) >= SPEED_FILES:
+            break
         files += [SourceFile(f"{rel.project}-{rel.version}/{f.path}", f.content) for f in load_source(cache, rel)]
     files = files[:SPEED_FILES]
     t0 = time.perf_counter()
@@ -196,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=int, default=0, help="every n-th task only (0: all)")
     p.add_argument("--embedder", choices=["static", "hashing", "none"], default="static")
     p.add_argument("--no-speed", action="store_true")
+    p.add_argument("--speed-only", action="store_true", help="only the 5,000-file speed run")
     p.add_argument("--out", type=Path, default=RESULTS / "context.md")
     args = p.parse_args(argv)
     data = args.data or default_real_dir()
@@ -207,9 +216,12 @@ def main(argv: list[str] | None = None) -> int:
         tasks = tasks[::args.limit]
     policy = parse_policy(default_policy_file().read_text())
     embedder = None if args.embedder == "none" else make_embedder(args.embedder)
+    speed = None if args.no_speed else speed_run(args.cache, embedder, tasks[0]["task"])
+    if args.speed_only:
+        print(json.dumps(speed, indent=1))
+        return 0
     run = recall_run(tasks, policy, args.cache, embedder)
     summary = summarise(run)
-    speed = None if args.no_speed else speed_run(args.cache, embedder, tasks[0]["task"])
     text = report(summary, run, speed)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)

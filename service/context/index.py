@@ -21,6 +21,8 @@ from tierwise.service.context.lexical import Lexical
 from tierwise.service.context.model import SourceFile
 from tierwise.service.context.text import IDENTIFIER
 
+# Python files (most candidates, in practice) get the simpler pattern: half the cost.
+_PY_DEFINES = re.compile(r"^[ \t]*(?:async[ \t]+)?(?:def|class)[ \t]+(\w+)", re.M)
 _DEFINES = re.compile(
     r"(?m)^[ \t]*(?:export\s+)?(?:default\s+)?(?:async\s+)?"
     r"(?:(?:public|private|protected|static|abstract|final)\s+)*"
@@ -78,7 +80,8 @@ class RepoIndex:
                 parts = folder.split("/")
                 for k in range(1, min(len(parts), TAIL_DEPTH) + 1):
                     dirs["/".join(parts[-k:])].append(i)
-            for name in set(_DEFINES.findall(f.content)):
+            pattern = _PY_DEFINES if f.path.endswith((".py", ".pyi")) else _DEFINES
+            for name in set(pattern.findall(f.content)):
                 definers[name].append(i)
         return cls(list(files), dict(suffixes), dict(dirs), dict(definers), Lexical(files))
 
