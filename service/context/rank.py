@@ -13,6 +13,7 @@ repository, which is what keeps a 5,000-file repository inside the time budget.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -28,6 +29,10 @@ from tierwise.service.context.text import IDENTIFIER, words
 
 # Characters of a file the embedder sees, after its path and the names it defines.
 EMBED_CHARS = 800
+# Test files rank below the code they test: a task's fix, and what a small model must read first,
+# is the code; tests still come in where the budget allows (and rank by every signal).
+_TEST_PATH = re.compile(r"(^|/)(tests|__tests__|src/test)/|(^|/)test_[^/]*$|_test\.[a-z]+$|\.(spec|test)\.[jt]sx?$|"
+                        r"(^|/)conftest\.py$")
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,7 @@ class Weights:
     graph: float = 0.7
     k: float = 10.0
     pool_size: int = 300
+    tests: float = 0.5  # factor on a test file's fused score
 
 
 @dataclass
@@ -103,6 +109,9 @@ def rank(index: RepoIndex, task: str, commits: Sequence[Commit], tag_cache: TagC
         centrality = {i: float(pr[local[i]]) for i in pool}
         extra.append(rrf(centrality, w.graph, w.k))
     fused = _combine(prior, *extra)
+    for i in fused:
+        if _TEST_PATH.search(index.files[i].path):
+            fused[i] *= w.tests
     in_pool = set(pool)
     order = sorted(pool, key=lambda i: (-fused[i], i))
     order += sorted((i for i in prior if i not in in_pool), key=lambda i: (-prior[i], i))
