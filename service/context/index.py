@@ -16,6 +16,7 @@ import threading
 from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from tierwise.service.context.lexical import Lexical
 from tierwise.service.context.model import SourceFile
@@ -58,7 +59,10 @@ class RepoIndex:
     dirs: dict[str, list[int]]
     definers: dict[str, list[int]]
     lexical: Lexical
+    key: bytes = b""
     _identifiers: dict[int, frozenset[str]] = field(default_factory=dict)
+    # File vectors by embedder name: a file's text does not change within an index.
+    vectors: dict[tuple[str, int], Any] = field(default_factory=dict)
 
     def identifiers(self, i: int) -> frozenset[str]:
         """The names file ``i`` uses (for the reference graph), found once per index."""
@@ -68,7 +72,7 @@ class RepoIndex:
         return found
 
     @classmethod
-    def build(cls, files: Sequence[SourceFile]) -> RepoIndex:
+    def build(cls, files: Sequence[SourceFile], key: bytes = b"") -> RepoIndex:
         suffixes: dict[str, list[int]] = defaultdict(list)
         dirs: dict[str, list[int]] = defaultdict(list)
         definers: dict[str, list[int]] = defaultdict(list)
@@ -83,7 +87,7 @@ class RepoIndex:
             pattern = _PY_DEFINES if f.path.endswith((".py", ".pyi")) else _DEFINES
             for name in set(pattern.findall(f.content)):
                 definers[name].append(i)
-        return cls(list(files), dict(suffixes), dict(dirs), dict(definers), Lexical(files))
+        return cls(list(files), dict(suffixes), dict(dirs), dict(definers), Lexical(files), key)
 
 
 class IndexCache:
@@ -101,7 +105,7 @@ class IndexCache:
             if hit is not None:
                 self._items.move_to_end(key)
                 return hit
-        built = RepoIndex.build(files)
+        built = RepoIndex.build(files, key)
         with self._lock:
             self._items[key] = built
             while len(self._items) > self._size:

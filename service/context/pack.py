@@ -13,6 +13,8 @@ trimmed from the end if needed, so ``tokens <= budget`` holds for the counter wh
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -31,6 +33,8 @@ from tierwise.service.context.tokens import TokenCounter, WordPieceCounter
 MAX_CHARS_PER_TOKEN = 8
 # ``map`` tries this many of the best files in full before it turns to the repository map.
 MAX_FULL_TRIES = 60
+# Results of this many recent requests are kept (each holds one context text).
+RESULT_CACHE = 16
 # Below this many tokens left, nothing useful fits.
 MIN_SECTION_TOKENS = 8
 
@@ -86,6 +90,8 @@ class Packer:
         self.options = options or PackOptions()
         self.tags = TagCache()
         self.indexes = IndexCache()
+        self._results: OrderedDict[tuple[object, ...], Packed] = OrderedDict()
+        self._lock = threading.Lock()
 
     def index(self, files: Sequence[SourceFile]) -> RepoIndex:
         return self.indexes.get(files)
@@ -96,8 +102,21 @@ class Packer:
 
     def pack(self, task: str, files: Sequence[SourceFile], budget: int, strategy: Strategy,
              commits: Sequence[Commit] = (), skipped: Sequence[Dropped] = ()) -> Packed:
-        idx, ranking = self.rank(task, files, commits)
-        return self.fill(idx, ranking, budget, strategy, skipped)
+        """A repeat of the same request (files, task, commits, budget) is answered from a small
+        cache of results: agents re-ask, and the answer is deterministic."""
+        idx = self.index(files)
+        key = (idx.key, task, tuple(commits), budget, strategy, tuple(skipped))
+        with self._lock:
+            hit = self._results.get(key)
+        if hit is not None:
+            return hit
+        ranking = rank(idx, task, commits, self.tags, self.embedder, self.options.weights)
+        packed = self.fill(idx, ranking, budget, strategy, skipped)
+        with self._lock:
+            self._results[key] = packed
+            while len(self._results) > RESULT_CACHE:
+                self._results.popitem(last=False)
+        return packed
 
     def _tags(self, idx: RepoIndex, ranking: Ranking, i: int) -> FileTags:
         if i not in ranking.tags:

@@ -94,10 +94,13 @@ def rank(index: RepoIndex, task: str, commits: Sequence[Commit], tag_cache: TagC
     tags = {i: tag_cache.tags(index.files[i].path, index.files[i].content) for i in pool}
     extra: list[dict[int, float]] = []
     if pool and embedder is not None:
+        missing = [i for i in pool if (embedder.name, i) not in index.vectors]
         docs = [" ".join([index.files[i].path, *(d.name for d in tags[i].definitions[:50]),
-                          index.files[i].content[:EMBED_CHARS]]) for i in pool]
+                          index.files[i].content[:EMBED_CHARS]]) for i in missing]
         vecs = embedder.encode([task, *docs])
-        cos = vecs[1:] @ vecs[0]
+        for i, v in zip(missing, vecs[1:], strict=True):
+            index.vectors[(embedder.name, i)] = v
+        cos = np.stack([index.vectors[(embedder.name, i)] for i in pool]) @ vecs[0]
         extra.append(rrf({i: float(c) for i, c in zip(pool, cos, strict=True)}, w.semantic, w.k))
     centrality: dict[int, float] = {}
     if pool:
