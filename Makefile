@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 export MLFLOW_DISABLE_TELEMETRY := true
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install serve test lint classifier eval retune bench bench-classifier bench-quick bench-route bench-proxy bench-ingest bench-retune bench-load demo notebook notebook-report clean
+.PHONY: install serve test lint classifier eval retune bench bench-classifier bench-quick bench-route bench-proxy bench-context bench-ingest bench-retune bench-load demo notebook notebook-report clean
 
 install: $(STAMP)
 
@@ -66,6 +66,10 @@ bench-ingest: install
 
 bench-retune: install
 	$(BIN)/python -m tierwise.bench.retune_time
+
+# File recall of packed context on SWE-bench Verified (releases fetched once into ~/.cache/tierwise).
+bench-context: install
+	$(BIN)/python -m tierwise.bench.context_bench $(ARGS)
 
 bench-load: install
 	$(BIN)/python -m tierwise.bench.load $(ARGS)

@@ -276,10 +276,12 @@ def _extensions(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     """Subcommands that live in the tuner and bench packages. Imported directly: a broken module
     is an error at start, not a subcommand that silently goes missing."""
     from tierwise.bench.cli import register as register_bench
+    from tierwise.service.context.cli import register as register_pack
     from tierwise.tuner.cli import register as register_tuner
 
     register_tuner(sub)
     register_bench(sub)
+    register_pack(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

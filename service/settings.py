@@ -21,6 +21,10 @@ ENV_PREFIX = "TIERWISE_"
 # lower a bound, never raise it past what the models let through.
 PROMPT_CHARS_CEILING = 1_000_000
 FILES_CEILING = 100_000
+# ``POST /v1/context`` carries file contents: its own ceilings (``api/context_schemas.py``).
+CONTEXT_FILES_CEILING = 20_000
+CONTEXT_FILE_CHARS_CEILING = 4_000_000
+CONTEXT_BYTES_CEILING = 256_000_000
 # The deterministic scripts a policy's ``escalation.scripts`` may name (``TIERWISE_SCRIPTS``,
 # comma-separated). A policy comes from the registry, which a retune or a person writes; the
 # allow-list keeps a policy from pointing the agent harness at an arbitrary program. The shipped
@@ -79,6 +83,11 @@ class Settings(BaseSettings):
     # Request bounds.
     max_prompt_chars: int = Field(200_000, ge=1, le=PROMPT_CHARS_CEILING)
     max_files: int = Field(10_000, ge=0, le=FILES_CEILING)
+    # POST /v1/context: at most this many candidate files, this many bytes (UTF-8) in one file's
+    # content, and in all contents together; the body limit of that path follows the last.
+    context_max_files: int = Field(5_000, ge=1, le=CONTEXT_FILES_CEILING)
+    context_max_file_bytes: int = Field(1_000_000, ge=1, le=CONTEXT_FILE_CHARS_CEILING)
+    context_max_bytes: int = Field(32_000_000, ge=1, le=CONTEXT_BYTES_CEILING)
     # A request body must arrive whole within this many seconds (slow senders get 408).
     body_timeout_s: float = Field(10.0, gt=0, le=600)
     # Telemetry.

@@ -19,6 +19,7 @@ from tierwise.service.api.errors import STATUS
 MUST_DOCUMENT: dict[tuple[str, str], set[int]] = {
     ("post", "/v1/route"): {400, 408, 413, 422, 500},
     ("post", "/v1/outcomes"): {400, 404, 408, 409, 413, 422, 500},
+    ("post", "/v1/context"): {400, 404, 408, 413, 422, 500, 503},
     ("get", "/v1/queue"): {408, 413, 500},
     ("post", "/v1/queue/{item_id}/resolve"): {400, 404, 408, 409, 413, 422, 500},
     ("get", "/v1/policy"): {408, 413, 500},

@@ -13,8 +13,9 @@ from tierwise.service.api import errors
 from tierwise.service.api.auth import Gate
 from tierwise.service.api.gauges import ScrapeGauges
 from tierwise.service.api.http_metrics import HttpMetrics
+from tierwise.service.api.context_routes import router as context_v1
 from tierwise.service.api.lane import IngestLane
-from tierwise.service.api.limits import BodyLimit, body_limit
+from tierwise.service.api.limits import BodyLimit, body_limit, context_body_limit
 from tierwise.service.api.metrics import make_metrics, worker_exit
 from tierwise.service.api.routes import router as v1
 from tierwise.service.keys import KeyStore
@@ -68,12 +69,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.auth = Gate(KeyStore(settings.keys_file), settings.auth)  # reads the file on first use
     errors.install(app)
     app.add_middleware(BodyLimit, max_body=body_limit(settings.max_prompt_chars, settings.max_files),
-                       timeout_s=settings.body_timeout_s)
+                       timeout_s=settings.body_timeout_s, per_path={
+                           "/v1/context": context_body_limit(settings.context_max_bytes, settings.context_max_files)})
     app.include_router(v1)
     install_console(app, settings)  # /ui: the operator console
     app.state.gauges = ScrapeGauges(settings)
     app.add_middleware(HttpMetrics, counter=metrics.http_responses)  # last added: outermost
     app.include_router(proxy_routes)
+    app.include_router(context_v1)
     return app
 
 

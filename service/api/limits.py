@@ -30,20 +30,27 @@ async def _refuse(send: Send, scope: Scope, receive: Receive, status: int, body:
 
 
 class BodyLimit:
-    """At most ``max_body`` bytes per request body, all of them within ``timeout_s`` seconds."""
+    """At most ``max_body`` bytes per request body, all of them within ``timeout_s`` seconds.
 
-    def __init__(self, app: ASGIApp, max_body: int, timeout_s: float = 10.0) -> None:
+    ``per_path`` gives a path its own limit (``/v1/context`` carries file contents)."""
+
+    def __init__(self, app: ASGIApp, max_body: int, timeout_s: float = 10.0,
+                 per_path: dict[str, int] | None = None) -> None:
         self.app, self.max_body, self.timeout_s = app, max_body, timeout_s
+        self.per_path = per_path or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        await self._bounded(scope, receive, send, self.per_path.get(scope.get("path", ""), self.max_body))
+
+    async def _bounded(self, scope: Scope, receive: Receive, send: Send, max_body: int) -> None:
         for name, value in scope["headers"]:
             if name == b"content-length":
-                if value.isdigit() and int(value) > self.max_body:
+                if value.isdigit() and int(value) > max_body:
                     await _refuse(send, scope, receive, 413, error_body(
-                        "payload_too_large", f"request body of {value.decode()} bytes exceeds {self.max_body}", None))
+                        "payload_too_large", f"request body of {value.decode()} bytes exceeds {max_body}", None))
                     return
                 break
         chunks: list[bytes] = []
@@ -60,9 +67,9 @@ class BodyLimit:
                 return  # the client went away: nobody is left to answer
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_body:
+            if size > max_body:
                 await _refuse(send, scope, receive, 413, error_body(
-                    "payload_too_large", f"request body exceeds {self.max_body} bytes", None))
+                    "payload_too_large", f"request body exceeds {max_body} bytes", None))
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -93,3 +100,10 @@ def body_limit(max_prompt_chars: int, max_files: int) -> int:
     parsing JSON costs tens of bytes per value, so a few MB of ``[{},{},…]`` is already ~100 MB.
     """
     return max_prompt_chars * 4 + max_files * 256 + 256 * 1024
+
+
+def context_body_limit(max_bytes: int, max_files: int) -> int:
+    """``POST /v1/context``: the contents at their limit, JSON-escaped (newlines and quotes take
+    two bytes: code is full of them, so twice the raw size), 512 bytes a file for its path and
+    keys, and 1 MiB for the task and the commits."""
+    return 2 * max_bytes + 512 * max_files + 1024 * 1024

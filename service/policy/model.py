@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from tierwise.service.classify import CAPABILITIES, HARNESSES, PROFILES, Capability, Harness, Profile
 from tierwise.service.classify.success import SUCCESS_FEATURES, LinearSuccessModel
 from tierwise.service.classify.tools import vocabulary
+from tierwise.service.context.model import Strategy
 from tierwise.service.errors import PolicyInvalid
 from tierwise.service.settings import DEFAULT_SCRIPTS
 
@@ -40,6 +41,10 @@ class FieldError(ValueError):
 # comparisons use, and the one the bench orders its ladder by. Input and output prices alone can
 # disagree (DeepSeek V3.2 is dearer per input token than GPT-5 mini, far cheaper per output token).
 BLEND_INPUT, BLEND_OUTPUT = 3.0, 1.0
+
+# Packing budgets by ladder rank for tiers that name none (issue 18's suggested defaults):
+# small models get little context on purpose.
+DEFAULT_CONTEXT_TOKENS = (8_000, 32_000, 100_000)
 
 
 class _Strict(BaseModel):
@@ -88,6 +93,11 @@ class Tier(_Strict):
     max_input_tokens: int = Field(gt=0)
     max_output_tokens: int = Field(gt=0)
     capabilities: Capabilities
+    # Context packing (``POST /v1/context``): tokens of packed files this tier's model gets, well
+    # under its input window on purpose, and how they are spent. None: by ladder rank (see
+    # ``RoutingPolicy.context_budget``), so policies written before the field still load.
+    context_tokens: int | None = Field(None, gt=0)
+    context_strategy: Strategy | None = None
 
     @property
     def blended_usd_per_mtok(self) -> float:
@@ -98,6 +108,8 @@ class Tier(_Strict):
     def _budget_fits(self) -> Tier:
         if self.max_input_tokens + self.max_output_tokens > self.context_window:
             raise ValueError("max_input_tokens + max_output_tokens exceeds context_window")
+        if self.context_tokens is not None and self.context_tokens > self.max_input_tokens:
+            raise ValueError("context_tokens exceeds max_input_tokens")
         return self
 
 
@@ -223,6 +235,15 @@ class RoutingPolicy(_Strict):
 
     def rank(self, tier: str) -> int:
         return self.ladder.index(tier)
+
+    def context_budget(self, tier: str) -> tuple[int, Strategy]:
+        """The tier's packing budget and strategy: its own fields, else by rank on the ladder
+        (``DEFAULT_CONTEXT_TOKENS``; the cheapest tier ``focused``, the others ``map``), never
+        above the tier's ``max_input_tokens``."""
+        t, rank = self.tiers[tier], self.rank(tier)
+        tokens = t.context_tokens or DEFAULT_CONTEXT_TOKENS[min(rank, len(DEFAULT_CONTEXT_TOKENS) - 1)]
+        strategy: Strategy = t.context_strategy or ("focused" if rank == 0 else "map")
+        return min(tokens, t.max_input_tokens), strategy
 
     def canonical_json(self) -> str:
         return json.dumps(self.model_dump(mode="json", by_alias=True), indent=2, sort_keys=False)
