@@ -11,9 +11,9 @@ from fastapi import FastAPI
 from tierwise.service import components
 from tierwise.service.api import errors
 from tierwise.service.api.auth import Gate
+from tierwise.service.api.context_routes import router as context_v1
 from tierwise.service.api.gauges import ScrapeGauges
 from tierwise.service.api.http_metrics import HttpMetrics
-from tierwise.service.api.context_routes import router as context_v1
 from tierwise.service.api.lane import IngestLane
 from tierwise.service.api.limits import BodyLimit, body_limit, context_body_limit
 from tierwise.service.api.metrics import make_metrics, worker_exit
