@@ -5,7 +5,9 @@ the exception: they await the ingest lane (``api/lane.py``)."""
 from __future__ import annotations
 
 import json
+import os
 import time
+from pathlib import Path as PathLib
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request, Response
@@ -20,7 +22,7 @@ from tierwise.service.components import Components
 from tierwise.service.errors import InvalidInput, TelemetryUnavailable
 from tierwise.service.outcomes import Report, resolve_queue_item
 from tierwise.service.redact import redact
-from tierwise.service.telemetry.journal import Journal
+from tierwise.service.telemetry.port import JournalPort
 from tierwise.service.textnorm import is_blank
 
 router = APIRouter()
@@ -42,7 +44,7 @@ async def _metrics(request: Request) -> Metrics:
 NO_TELEMETRY = "this server runs without telemetry"
 
 
-async def _journal(parts: Annotated[Components, Depends(_parts)]) -> Journal:
+async def _journal(parts: Annotated[Components, Depends(_parts)]) -> JournalPort:
     if parts.store is None:
         raise TelemetryUnavailable(NO_TELEMETRY)
     return parts.store.journal
@@ -50,7 +52,7 @@ async def _journal(parts: Annotated[Components, Depends(_parts)]) -> Journal:
 
 Parts = Annotated[Components, Depends(_parts)]
 MetricsDep = Annotated[Metrics, Depends(_metrics)]
-JournalDep = Annotated[Journal, Depends(_journal)]
+JournalDep = Annotated[JournalPort, Depends(_journal)]
 
 
 @router.post("/v1/route", response_model=RouteOut, responses=errors(400, 401, 403, 422, 503),
@@ -133,11 +135,27 @@ def policy(parts: Parts) -> dict[str, Any]:
 def healthz(parts: Parts) -> dict[str, Any]:
     """HTTP 200 even when degraded: the service still routes; monitors alert on ``status``."""
     causes: list[str] = []  # any component appends a plain-text cause
+    deps = {"journal": "off", "segments": "off",
+            "registry": "ok" if parts.settings.use_registry else "off"}
     if parts.store is not None:
-        causes += parts.store.health.causes()
-    causes += parts.holder.health_causes()
+        journal = parts.store.health.causes()
+        segments = segments_problem(parts.settings.segments_dir)
+        deps["journal"], deps["segments"] = (journal[0] if journal else "ok"), segments or "ok"
+        causes += journal + ([segments] if segments else [])
+    registry = parts.holder.health_causes()
+    deps["registry"] = "; ".join(c for c in registry if c.startswith("registry")) or deps["registry"]
+    causes += registry
     return {"status": "degraded" if causes else "ok", "causes": causes,
-            "policy_version": parts.holder.policy.version}
+            "policy_version": parts.holder.policy.version, "dependencies": deps}
+
+
+def segments_problem(root: PathLib) -> str | None:
+    """The segment store must be a directory this host can write (a shared volume may be gone)."""
+    if not root.is_dir():
+        return f"segments: {root} is not a directory"
+    if not os.access(root, os.W_OK | os.X_OK):
+        return f"segments: {root} is not writable"
+    return None
 
 
 _PROMETHEUS_TEXT = {"description": "Prometheus text exposition format",
