@@ -116,9 +116,10 @@ class PgJournal:
         self.health.succeeded()
 
     def probe_write(self) -> None:
-        """A write that changes nothing: tells whether writes commit again."""
+        """A write that changes no row: taking a transaction id makes the commit write WAL, so it
+        tells whether writes commit again (and touches no row an exporter may be updating)."""
         with self.transaction() as tx:
-            tx.execute("UPDATE export_watermarks SET xid = xid WHERE tbl = 'decisions'")
+            tx.execute("SELECT pg_current_xact_id()")
 
     @staticmethod
     def _insert_sql(table: str, cols: list[str]) -> str:
