@@ -97,7 +97,7 @@ def open_store(settings: Settings) -> TelemetryStore | PgTelemetryStore:
     if settings.journal_url:
         from tierwise.service.telemetry.pg_store import PgTelemetryStore
 
-        return PgTelemetryStore.open(settings.journal_url, settings.segments_dir)
+        return PgTelemetryStore.open(settings.journal_url, settings.segments_dir, durability=settings.durability)
     return TelemetryStore.open(settings.telemetry_dir, durability=settings.durability)
 
 

@@ -38,8 +38,8 @@ class PgTelemetryStore:
         self._background = BackgroundExport(self._maintain, self.health, self.journal.probe_write)
 
     @classmethod
-    def open(cls, url: str, segments: Path, *, pool_size: int = 8) -> PgTelemetryStore:
-        pool = make_pool(url, max_size=pool_size)
+    def open(cls, url: str, segments: Path, *, pool_size: int = 8, durability: str = "normal") -> PgTelemetryStore:
+        pool = make_pool(url, max_size=pool_size, durability=durability)
         journal = PgJournal(pool, JournalHealth())
         try:
             journal.migrate()
