@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 export MLFLOW_DISABLE_TELEMETRY := true
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install serve test lint classifier eval retune bench bench-classifier bench-quick bench-route bench-proxy bench-context bench-ingest bench-retune bench-load demo notebook notebook-report clean
+.PHONY: install serve test lint classifier eval retune bench bench-classifier bench-quick bench-route bench-proxy bench-context bench-ingest bench-retune bench-load bench-scale demo notebook notebook-report clean
 
 install: $(STAMP)
 
@@ -73,6 +73,10 @@ bench-context: install
 
 bench-load: install
 	$(BIN)/python -m tierwise.bench.load $(ARGS)
+
+# SQLite default vs PostgreSQL with one and two hosts (issue 17); starts its own throwaway cluster.
+bench-scale: install
+	$(BIN)/python -m tierwise.bench.scale $(ARGS)
 
 demo: install
 	$(BIN)/python -m tierwise.bench.demo

@@ -190,7 +190,7 @@ def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
     except ValueError as exc:
         raise ConfigError(f"--since {args.since!r} is not a YYYY-MM-DD date", field="since") from exc
     try:
-        wh = open_warehouse(settings.home)
+        wh = open_warehouse(settings.home, journal_url=settings.journal_url, segments=settings.segments_url)
     except FileNotFoundError as exc:
         raise ConfigError(str(exc), field="TIERWISE_HOME") from exc
     try:

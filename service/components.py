@@ -6,6 +6,7 @@ import logging
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tierwise.service.classify.cache import CachedScorer
 from tierwise.service.classify.embed import make_embedder
@@ -20,6 +21,9 @@ from tierwise.service.routing import Router
 from tierwise.service.settings import ENV_PREFIX, Settings
 from tierwise.service.telemetry.store import Retention, TelemetryStore
 
+if TYPE_CHECKING:
+    from tierwise.service.telemetry.pg_store import PgTelemetryStore
+
 log = logging.getLogger(__name__)
 
 
@@ -28,7 +32,7 @@ class Components:
     settings: Settings
     classifier: Scorer
     holder: PolicyHolder
-    store: TelemetryStore | None
+    store: TelemetryStore | PgTelemetryStore | None
     router: Router
     recorder: OutcomeRecorder | None
 
@@ -88,13 +92,22 @@ def warm_classifier(settings: Settings) -> Scorer:
     return classifier
 
 
+def open_store(settings: Settings) -> TelemetryStore | PgTelemetryStore:
+    """The embedded SQLite journal under the home, or the shared PostgreSQL one (``journal_url``)."""
+    if settings.journal_url:
+        from tierwise.service.telemetry.pg_store import PgTelemetryStore
+
+        return PgTelemetryStore.open(settings.journal_url, settings.segments_dir, durability=settings.durability)
+    return TelemetryStore.open(settings.telemetry_dir, durability=settings.durability)
+
+
 def build(settings: Settings, *, telemetry: bool = True) -> Components:
     classifier = warm_classifier(settings)
     policy, source = initial_policy(settings)
     holder = PolicyHolder(policy, source)
-    store = None
+    store: TelemetryStore | PgTelemetryStore | None = None
     if telemetry:
-        store = TelemetryStore.open(settings.telemetry_dir, durability=settings.durability)
+        store = open_store(settings)
         store.retention = Retention(settings.journal_retention_days, settings.outcome_window_days,
                                     settings.maintenance_interval_s)
     rng = random.Random(settings.seed)

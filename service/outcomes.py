@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +27,7 @@ from tierwise.service.policy.decide import plan_for
 from tierwise.service.policy.escalation import above, next_step
 from tierwise.service.policy.holder import PolicyHolder
 from tierwise.service.policy.model import RoutingPolicy
-from tierwise.service.telemetry.journal import Journal
+from tierwise.service.telemetry.port import JournalConflict, JournalPort
 
 
 @dataclass(frozen=True)
@@ -73,7 +72,7 @@ MAX_REREADS = 5
 
 
 class OutcomeRecorder:
-    def __init__(self, journal: Journal, holder: PolicyHolder) -> None:
+    def __init__(self, journal: JournalPort, holder: PolicyHolder) -> None:
         self.journal = journal
         self.holder = holder
 
@@ -92,11 +91,15 @@ class OutcomeRecorder:
             policy = self.holder.version(decision["policy_version"])
             self._check_sequence(decision, prior, report, policy)
             plan = self._plan(decision, prior, report, policy)
-            with self.journal.transaction() as tx:
-                seen = tx.execute("SELECT count(*) FROM attempts WHERE decision_id = ?",
-                                  (report.decision_id,)).fetchone()[0]
-                if seen == len(prior):  # nothing landed since the read: the plan still holds
-                    return self._apply(tx, plan)
+            try:
+                with self.journal.transaction() as tx:
+                    self.journal.lock_decision(tx, report.decision_id)
+                    seen = tx.execute("SELECT count(*) AS n FROM attempts WHERE decision_id = ?",
+                                      (report.decision_id,)).fetchone()["n"]
+                    if seen == len(prior):  # nothing landed since the read: the plan still holds
+                        return self._apply(tx, plan)
+            except JournalConflict:  # another host stored this attempt first: read it, then answer
+                continue
         raise OutcomeConflict(f"attempts of {report.decision_id} kept changing while this report was "
                               f"recorded ({MAX_REREADS} re-reads); send it again", field="attempt")
 
@@ -158,13 +161,13 @@ class OutcomeRecorder:
         }
         return plan
 
-    def _apply(self, tx: sqlite3.Connection, plan: _Plan) -> dict[str, Any]:
+    def _apply(self, tx: Any, plan: _Plan) -> dict[str, Any]:
         """The only part that holds the write lock: a few inserts."""
         if plan.escalation_row is not None:
             self.journal.insert("escalations", plan.escalation_row, conn=tx)
         if plan.queue_row is not None:
             self.journal.insert("queue", plan.queue_row, conn=tx)
-            plan.response["next"]["queue_item_id"] = tx.execute("SELECT last_insert_rowid()").fetchone()[0]
+            plan.response["next"]["queue_item_id"] = self.journal.last_id(tx, "queue", "item_id")
         self.journal.insert("attempts", dict(plan.attempt_row, response=json.dumps(plan.response)), conn=tx)
         return plan.response
 
@@ -201,15 +204,18 @@ class OutcomeRecorder:
         return out
 
 
-def resolve_queue_item(journal: Journal, item_id: int, resolved_by: str, note: str | None) -> dict[str, Any]:
-    with journal.transaction() as tx:
-        item = tx.execute("SELECT * FROM queue WHERE item_id = ?", (item_id,)).fetchone()
-        if item is None:
-            raise QueueItemNotFound(f"no queue item {item_id}", field="item_id")
-        done = tx.execute("SELECT * FROM queue_resolutions WHERE item_id = ?", (item_id,)).fetchone()
-        if done is not None:
-            raise OutcomeConflict(f"queue item {item_id} was already resolved by {done['resolved_by']}",
-                                  field="item_id")
-        tx.execute("INSERT INTO queue_resolutions (item_id, ts, resolved_by, note) VALUES (?, ?, ?, ?)",
-                   (item_id, time.time(), resolved_by, note))
+def resolve_queue_item(journal: JournalPort, item_id: int, resolved_by: str, note: str | None) -> dict[str, Any]:
+    try:
+        with journal.transaction() as tx:
+            item = tx.execute("SELECT * FROM queue WHERE item_id = ?", (item_id,)).fetchone()
+            if item is None:
+                raise QueueItemNotFound(f"no queue item {item_id}", field="item_id")
+            done = tx.execute("SELECT * FROM queue_resolutions WHERE item_id = ?", (item_id,)).fetchone()
+            if done is not None:
+                raise OutcomeConflict(f"queue item {item_id} was already resolved by {done['resolved_by']}",
+                                      field="item_id")
+            tx.execute("INSERT INTO queue_resolutions (item_id, ts, resolved_by, note) VALUES (?, ?, ?, ?)",
+                       (item_id, time.time(), resolved_by, note))
+    except JournalConflict as exc:  # another host resolved it between our read and our insert
+        raise OutcomeConflict(f"queue item {item_id} was already resolved", field="item_id") from exc
     return {"item_id": item_id, "resolved_by": resolved_by, "note": note, "status": "resolved"}

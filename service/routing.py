@@ -20,7 +20,7 @@ from tierwise.service.errors import TelemetryUnavailable
 from tierwise.service.policy.decide import Decision, decide
 from tierwise.service.policy.holder import PolicyHolder
 from tierwise.service.redact import preview
-from tierwise.service.telemetry.journal import Journal
+from tierwise.service.telemetry.port import JournalPort
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class Routed:
 
 
 class Router:
-    def __init__(self, classifier: Scorer, holder: PolicyHolder, journal: Journal | None,
+    def __init__(self, classifier: Scorer, holder: PolicyHolder, journal: JournalPort | None,
                  rng: random.Random, shadow: bool = False) -> None:
         self.classifier = classifier
         self.holder = holder

@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from tierwise.service.errors import ConfigError
 from tierwise.service.keys import AuthMode
+from tierwise.service.urls import is_postgres_url, redact_url, sqlalchemy_url
 
 ENV_PREFIX = "TIERWISE_"
 
@@ -103,6 +104,11 @@ class Settings(BaseSettings):
     # Outcome reports run on this many threads per worker, reniced by this much (see api/lane.py).
     ingest_threads: int = Field(1, ge=1, le=64)
     ingest_nice: int = Field(10, ge=0, le=19)
+    # Scale-out (docs/deploy.md): the journal on PostgreSQL (``postgresql://...``; None: the
+    # embedded SQLite journal under ``home``), and the segments on a location every host and the
+    # tuner see (None: ``<home>/telemetry/segments``).
+    journal_url: str | None = None
+    segments_url: Path | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # API keys (service/keys.py): "auto" requires a key iff one exists; "required" always does.
     auth: AuthMode = "auto"
@@ -129,8 +135,28 @@ class Settings(BaseSettings):
     @property
     def tracking_uri(self) -> str:
         if self.registry_uri:
-            return self.registry_uri
+            return sqlalchemy_url(self.registry_uri)  # postgresql:// -> psycopg 3 for MLflow's store
         return f"sqlite:///{(self.home / 'mlflow' / 'mlflow.db').resolve()}"
+
+    @property
+    def segments_dir(self) -> Path:
+        return self.segments_url or self.telemetry_dir / "segments"
+
+    @field_validator("journal_url")
+    @classmethod
+    def _postgres_only(cls, v: str | None) -> str | None:
+        if v is not None and not is_postgres_url(v):
+            raise ValueError("must be a postgresql:// URL (unset: the SQLite journal under TIERWISE_HOME)")
+        return v
+
+    @field_validator("segments_url", mode="before")
+    @classmethod
+    def _file_url(cls, v: object) -> object:
+        if isinstance(v, str) and "://" in v:
+            if not v.startswith("file://"):
+                raise ValueError("must be a directory path or a file:// URL")
+            return v.removeprefix("file://")
+        return v
 
     @field_validator("scripts", mode="before")
     @classmethod
@@ -164,4 +190,5 @@ def load_settings(**overrides: object) -> Settings:
         key = str(first["loc"][0]) if first["loc"] else "?"
         env = ENV_PREFIX + key.upper()
         value = first.get("input")
+        value = redact_url(value) if isinstance(value, str) else value  # never print a password
         raise ConfigError(f"{env}={value!r} is invalid: {first['msg']}", field=env) from exc

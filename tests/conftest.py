@@ -203,3 +203,33 @@ def to_human(client: Any, prompt: str, headers: dict[str, str] | None = None, *,
             item: int = nxt["queue_item_id"]
             return item
         attempt, tier = nxt["attempt"], nxt["tier"]
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Any]:
+    """A throwaway PostgreSQL 15 cluster for the session (``bench/_postgres.py``), removed after.
+
+    In CI (``CI`` set) missing binaries are an error: ``.ci/run`` installs them. Elsewhere the
+    PostgreSQL tests skip and say why."""
+    from tierwise.bench import _postgres
+
+    if not _postgres.available():
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL binaries missing under {_postgres.PG_BIN} in CI; .ci/run installs them")
+        pytest.skip(f"PostgreSQL binaries not found under {_postgres.PG_BIN} (apt-get install postgresql); "
+                    "outside CI the PostgreSQL tests skip")
+    cluster = _postgres.Cluster().start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def pg_url(pg_cluster: Any, request: pytest.FixtureRequest) -> str:
+    """A fresh, empty database on the session's cluster, one per test."""
+    import re
+
+    name = "t_" + re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:50] + f"_{os.getpid()}"
+    url: str = pg_cluster.create_database(name)
+    return url

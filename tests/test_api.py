@@ -198,7 +198,8 @@ def test_policy_endpoint(client: Any) -> None:
 
 
 def test_healthz_and_openapi(client: Any) -> None:
-    assert client.get("/healthz").json() == {"status": "ok", "causes": [], "policy_version": "bootstrap"}
+    assert client.get("/healthz").json() == {"status": "ok", "causes": [], "policy_version": "bootstrap",
+                                             "dependencies": {"journal": "ok", "segments": "ok", "registry": "off"}}
     doc = client.get("/openapi.json").json()
     assert {"/v1/route", "/v1/outcomes", "/v1/queue", "/v1/policy"} <= set(doc["paths"])
 

@@ -19,10 +19,12 @@ import sys
 import textwrap
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
 from tierwise.bench._server import Server, fast_env, hashing_classifier
@@ -47,13 +49,14 @@ READER = textwrap.dedent("""
     from tierwise.service.telemetry.store import open_warehouse
 
     home, log, stop = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+    url, segments = (sys.argv[5], Path(sys.argv[6])) if len(sys.argv) > 6 else (None, None)
     deadline = time.monotonic() + float(sys.argv[4])
     with open(log, "a", buffering=1) as out:
         for _ in range(2000):
             if stop.exists() or time.monotonic() > deadline:
                 break
             try:
-                wh = open_warehouse(home)
+                wh = open_warehouse(home, journal_url=url, segments=segments)
                 try:
                     kpis = wh.kpis()
                     decisions = int(kpis["decisions"].sum()) if len(kpis) else 0
@@ -129,15 +132,59 @@ def _report(i: int, decision: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
-def _journal_ro(home: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(f"file:{home / 'telemetry' / 'journal.sqlite'}?mode=ro", uri=True, timeout=30)
-    conn.row_factory = sqlite3.Row
-    return conn
+class _Row(tuple[Any, ...]):
+    """A PostgreSQL row readable by index and by column name, as ``sqlite3.Row`` is."""
+
+    names: tuple[str, ...] = ()
+
+    def __getitem__(self, key: Any) -> Any:  # type: ignore[override]
+        return super().__getitem__(self.names.index(key) if isinstance(key, str) else key)
+
+    def keys(self) -> tuple[str, ...]:
+        return self.names
 
 
-def _check_journal(home: Path, expected: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def _pg_rows(cursor: Any) -> Any:
+    names = tuple(c.name for c in cursor.description or ())
+
+    def make(values: Any) -> _Row:
+        row = _Row(values)
+        row.names = names
+        return row
+
+    return make
+
+
+@dataclass(frozen=True)
+class Journal:
+    """Which journal the server under test writes: the SQLite default, or PostgreSQL."""
+
+    url: str | None = None
+    segments: Path | None = None
+
+    def env(self) -> dict[str, str]:
+        if self.url is None:
+            return {}
+        return {"TIERWISE_JOURNAL_URL": self.url, "TIERWISE_SEGMENTS_URL": str(self.segments)}
+
+    def reader_args(self) -> list[str]:
+        return [] if self.url is None else [self.url, str(self.segments)]
+
+    def connect(self, home: Path) -> Any:
+        """A read connection whose rows read by name and index on either engine."""
+        if self.url is not None:
+            return psycopg.connect(self.url, row_factory=_pg_rows)
+        conn = sqlite3.connect(f"file:{home / 'telemetry' / 'journal.sqlite'}?mode=ro", uri=True, timeout=30)
+        conn.row_factory = sqlite3.Row
+        return conn
+
+    def warehouse(self, home: Path) -> Any:
+        return open_warehouse(home, journal_url=self.url, segments=self.segments)
+
+
+def _check_journal(journal: Journal, home: Path, expected: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Every expected (decision_id → acknowledged response) is stored exactly once, unchanged."""
-    conn = _journal_ro(home)
+    conn = journal.connect(home)
     try:
         dup = conn.execute("SELECT decision_id, attempt, count(*) n FROM attempts GROUP BY 1, 2 "
                            "HAVING count(*) > 1").fetchall()
@@ -163,8 +210,8 @@ def _check_journal(home: Path, expected: dict[str, dict[str, Any]]) -> dict[str,
         conn.close()
 
 
-def _check_warehouse(home: Path, expected_ids: set[str], total: int) -> None:
-    wh = open_warehouse(home)
+def _check_warehouse(journal: Journal, home: Path, expected_ids: set[str], total: int) -> None:
+    wh = journal.warehouse(home)
     try:
         dup = wh.df("SELECT decision_id, attempt, count(*) AS n FROM attempts GROUP BY ALL HAVING count(*) > 1")
         assert dup.empty, f"duplicated outcomes in the DuckDB views:\n{dup.head()}"
@@ -184,11 +231,15 @@ def _strip(response: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in response.items() if k != "duplicate"}
 
 
-def test_acknowledged_outcomes_survive_kill9(tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
+def test_acknowledged_outcomes_survive_kill9(engine: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     started = time.monotonic()
     home = tmp_path / "home"
+    journal = Journal()
+    if engine == "postgresql":  # the cluster starts only for this case
+        journal = Journal(request.getfixturevalue("pg_url"), tmp_path / "shared" / "segments")
     clf = hashing_classifier(tmp_path / "classifier.hashing.json")
-    env = fast_env(clf)
+    env = {**fast_env(clf), **journal.env()}
     prompts = load_corpus(ROOT / "data" / "corpus", split="test")
     reader: subprocess.Popen[bytes] | None = None
     server = Server(home, workers=2, env=env, log_name="server-1.log")
@@ -208,7 +259,8 @@ def test_acknowledged_outcomes_survive_kill9(tmp_path: Path) -> None:
         reader_err = tmp_path / "reader.err"
         with reader_err.open("wb") as err:
             reader = subprocess.Popen([sys.executable, "-c", READER, str(home), str(read_log), str(stop_file),
-                                       "120"], cwd=str(ROOT), env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"},
+                                       "120", *journal.reader_args()], cwd=str(ROOT),
+                                      env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"},
                                       stdout=subprocess.DEVNULL, stderr=err)
         deadline = time.monotonic() + 60
         while not _reads(read_log) and time.monotonic() < deadline and reader.poll() is None:
@@ -288,7 +340,7 @@ def test_acknowledged_outcomes_survive_kill9(tmp_path: Path) -> None:
         restarted.start()
         restarted.wait_workers_healthy()
         acked_by_id = {reports[i]["decision_id"]: resp for i, resp in acked.items()}
-        _check_journal(home, acked_by_id)
+        _check_journal(journal, home, acked_by_id)
 
         # Idempotency survives the crash: resending an acknowledged report gets the same response.
         sample = sorted(acked)[:: max(1, len(acked) // 60)]
@@ -324,15 +376,15 @@ def test_acknowledged_outcomes_survive_kill9(tmp_path: Path) -> None:
 
         every = {reports[i]["decision_id"]: _strip(resp) for i, resp in {**acked, **late}.items()}
         assert len(every) == N_DECISIONS
-        _check_journal(home, every)
-        _check_warehouse(home, set(every), N_DECISIONS)
+        _check_journal(journal, home, every)
+        _check_warehouse(journal, home, set(every), N_DECISIONS)
     finally:
         if reader is not None and reader.poll() is None:
             reader.kill()
             reader.wait(timeout=10)
         server.stop()
         restarted.stop()
-    print(f"\ncrash test: {len(acked)} acked before the kill, {len(in_flight_lost)} lost in flight, "
+    print(f"\ncrash test ({engine}): {len(acked)} acked before the kill, {len(in_flight_lost)} lost in flight, "
           f"{n_reads_load} KPI reads during the load; routed at {t_routed - started:.1f}s, killed at "
           f"{t_killed - started:.1f}s, checked at {t_checked - started:.1f}s, "
           f"done at {time.monotonic() - started:.1f}s")

@@ -60,7 +60,8 @@ def test_unwritable_journal_routes_refuses_outcomes_and_reports_degraded(make_cl
     store = client.app.state.parts.store
     logged = client.post("/v1/route", json={"prompt": MECHANICAL}).json()
     assert client.get("/healthz").json() == {"status": "ok", "causes": [],
-                                             "policy_version": client.get("/healthz").json()["policy_version"]}
+                                             "policy_version": client.get("/healthz").json()["policy_version"],
+                                             "dependencies": {"journal": "ok", "segments": "ok", "registry": "off"}}
     store.export_now()
     assert _metric(client, "tierwise_telemetry_segment_files") >= 6  # 5 genesis files + the decision's
     assert _metric(client, "tierwise_telemetry_journal_bytes") > 0

@@ -15,7 +15,7 @@ def cmd_retune(args: argparse.Namespace, settings: Settings) -> int:
     result = run_retune(settings, dry_run=args.dry_run, if_drift=args.if_drift, trials=args.trials,
                         holdout_days=args.holdout_days, min_decisions=args.min_decisions, seed=args.seed,
                         margin=args.margin, floor=args.floor, window=args.window, progress=not args.no_progress,
-                        wait_s=args.wait)
+                        wait_s=args.wait, storage=args.storage)
     if args.json:
         print(json.dumps(jsonable(result.__dict__), indent=2))
         return 0
@@ -43,6 +43,15 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"--window must be a positive integer, not {text!r}")
     return value
+
+
+def _storage_url(text: str) -> str:
+    from tierwise.service.urls import redact_url
+
+    if "://" not in text or text.startswith(("http:", "https:", "file:")):
+        raise argparse.ArgumentTypeError(f"--storage must be a database URL such as postgresql://host/db, "
+                                         f"not {redact_url(text)!r}")
+    return text
 
 
 def _seconds(text: str) -> float:
@@ -74,6 +83,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--wait", type=_seconds, default=0.0, metavar="SECONDS",
                    help="if another retune of this home is running, wait up to SECONDS for it (default 0: "
                         "exit 2 at once)")
+    p.add_argument("--storage", type=_storage_url, default=None, metavar="URL",
+                   help="run the Optuna study on this database (postgresql://...), so several machines "
+                        "add trials to one study")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(fn=cmd_retune)

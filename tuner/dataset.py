@@ -211,12 +211,14 @@ def table_to_data(tbl: pa.Table) -> LoggedData:
     )
 
 
-def load_logged(home: Path) -> tuple[LoggedData, int]:
-    """(decisions with outcomes, count of all logged decisions) from the telemetry under ``home``."""
+def load_logged(home: Path, *, journal_url: str | None = None, segments: Path | None = None
+                ) -> tuple[LoggedData, int]:
+    """(decisions with outcomes, count of all logged decisions) from the telemetry under ``home``
+    (or, with ``journal_url``, from the shared PostgreSQL journal and ``segments``)."""
     from tierwise.service.telemetry.store import open_warehouse
 
     try:
-        wh = open_warehouse(home)
+        wh = open_warehouse(home, journal_url=journal_url, segments=segments)
     except FileNotFoundError:
         return empty_data(), 0
     try:

@@ -194,23 +194,23 @@ def regate(reg: PolicyRegistry, champion: RoutingPolicy, gate: GateDecision, ev_
 def run_retune(settings: Settings, *, dry_run: bool = False, if_drift: bool = False, trials: int = 60,
                holdout_days: float = 2.0, min_decisions: int = 1000, seed: int = 0, margin: float = 0.03,
                floor: float | None = None, window: int | None = None, progress: bool = True,
-               now: float | None = None, wait_s: float = 0.0) -> RetuneResult:
+               now: float | None = None, wait_s: float = 0.0, storage: str | None = None) -> RetuneResult:
     """Retune from the telemetry under ``settings.home``; see the module docstring. Unless it is a
     dry run, it holds the home's retune lock, waiting up to ``wait_s`` seconds for another retune
     (then ``RetuneBusy``)."""
     if dry_run:
         return _retune(settings, dry_run=True, if_drift=if_drift, trials=trials, holdout_days=holdout_days,
                        min_decisions=min_decisions, seed=seed, margin=margin, floor=floor, window=window,
-                       progress=progress, now=now)
+                       progress=progress, now=now, storage=storage)
     with retune_lock(settings, wait_s):
         return _retune(settings, dry_run=False, if_drift=if_drift, trials=trials, holdout_days=holdout_days,
                        min_decisions=min_decisions, seed=seed, margin=margin, floor=floor, window=window,
-                       progress=progress, now=now)
+                       progress=progress, now=now, storage=storage)
 
 
 def _retune(settings: Settings, *, dry_run: bool, if_drift: bool, trials: int, holdout_days: float,
             min_decisions: int, seed: int, margin: float, floor: float | None, window: int | None,
-            progress: bool, now: float | None) -> RetuneResult:
+            progress: bool, now: float | None, storage: str | None = None) -> RetuneResult:
     """The retune itself (the lock is the caller's).
 
     ``window`` keeps only the most recent N decisions with outcomes: after a model swap the old
@@ -219,7 +219,7 @@ def _retune(settings: Settings, *, dry_run: bool, if_drift: bool, trials: int, h
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     now = time.time() if now is None else now
-    data, total = load_logged(settings.home)
+    data, total = load_logged(settings.home, journal_url=settings.journal_url, segments=settings.segments_url)
     if window is not None and len(data) > window:
         data = data.subset(np.sort(np.argsort(data.ts, kind="stable")[-window:]))
     timings["load_s"] = time.perf_counter() - t0
@@ -260,7 +260,7 @@ def _retune(settings: Settings, *, dry_run: bool, if_drift: bool, trials: int, h
     champ_train = ev_train.estimate(champion)
     train_floor = floor if floor is not None else champ_train.resolution_snips.value - FLOOR_SLACK
     study: StudyResult = run_study(template, ev_train, trials=trials, floor=train_floor, seed=seed,
-                                   progress=progress)
+                                   progress=progress, storage=storage)
     candidate = with_params(template, study.best_params, study.harnesses, study.profiles)
     candidate = parse_policy(json.loads(candidate.canonical_json()), version="candidate",
                              scripts=settings.scripts)  # full validation

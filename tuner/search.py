@@ -167,12 +167,19 @@ MIN_ESS_SHARE = 0.10
 
 
 def run_study(template: RoutingPolicy, evaluator: Evaluator, *, trials: int, floor: float, seed: int,
-              progress: bool = True, on_trial: Callable[[TrialRecord], None] | None = None) -> StudyResult:
+              progress: bool = True, on_trial: Callable[[TrialRecord], None] | None = None,
+              storage: str | None = None, study_name: str = "tierwise-retune") -> StudyResult:
     """TPE over thresholds (and the escalation ladder when there are more than 3 tiers):
     minimise SNIPS cost per resolved subject to SNIPS resolution >= ``floor``. The template's own
-    parameters are enqueued as trial 0, so the study never does worse than where it starts."""
+    parameters are enqueued as trial 0, so the study never does worse than where it starts.
+
+    ``storage`` (an SQLAlchemy URL, e.g. PostgreSQL) puts the study in a database, so several
+    machines running the same retune add trials to one study (``load_if_exists``); the best
+    parameters are still chosen among this process's trials, whose constraints it evaluated."""
     import optuna
     from tqdm.auto import tqdm
+
+    from tierwise.service.urls import sqlalchemy_url
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     data = evaluator.data
@@ -204,7 +211,8 @@ def run_study(template: RoutingPolicy, evaluator: Evaluator, *, trials: int, flo
         return cpr if ok else 1e9
 
     sampler = optuna.samplers.TPESampler(seed=seed)
-    study = optuna.create_study(direction="minimize", sampler=sampler, study_name="tierwise-retune")
+    study = optuna.create_study(direction="minimize", sampler=sampler, study_name=study_name,
+                                storage=sqlalchemy_url(storage) if storage else None, load_if_exists=True)
     study.enqueue_trial(champion_params(template, harnesses, profiles))
     with tqdm(total=trials, desc="retune trials", disable=not progress, leave=False) as bar:
         def tick(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:

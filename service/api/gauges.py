@@ -9,8 +9,10 @@ last value: a slow or unreachable registry never slows or breaks a scrape.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tierwise.service.api.metrics import Metrics
@@ -28,13 +30,34 @@ _OPEN_HUMAN = ("SELECT count(*) AS n FROM queue q LEFT JOIN queue_resolutions r 
                "WHERE r.item_id IS NULL AND q.kind = 'human'")
 
 
-def health_causes(parts: Components) -> list[str]:
-    """Why the service is degraded (``/healthz``); empty when it is not."""
+def health_report(parts: Components) -> tuple[list[str], dict[str, str]]:
+    """Why the service is degraded (``/healthz``; empty when it is not), and each dependency's
+    state: ``ok``, ``off`` or its first problem."""
     causes: list[str] = []  # any component appends a plain-text cause
+    deps = {"journal": "off", "segments": "off",
+            "registry": "ok" if parts.settings.use_registry else "off"}
     if parts.store is not None:
-        causes += parts.store.health.causes()
-    causes += parts.holder.health_causes()
-    return causes
+        journal = parts.store.health.causes()
+        segments = segments_problem(parts.settings.segments_dir)
+        deps["journal"], deps["segments"] = (journal[0] if journal else "ok"), segments or "ok"
+        causes += journal + ([segments] if segments else [])
+    registry = parts.holder.health_causes()
+    deps["registry"] = "; ".join(c for c in registry if c.startswith("registry")) or deps["registry"]
+    causes += registry
+    return causes, deps
+
+
+def health_causes(parts: Components) -> list[str]:
+    return health_report(parts)[0]
+
+
+def segments_problem(root: Path) -> str | None:
+    """The segment store must be a directory this host can write (a shared volume may be gone)."""
+    if not root.is_dir():
+        return f"segments: {root} is not a directory"
+    if not os.access(root, os.W_OK | os.X_OK):
+        return f"segments: {root} is not writable"
+    return None
 
 
 class ScrapeGauges:

@@ -135,6 +135,8 @@ class HealthOut(BaseModel):
     status: HealthStatus
     policy_version: str
     causes: list[str] = []
+    # Per dependency (journal, registry, segments): "ok", "off", or the cause it is degraded.
+    dependencies: dict[str, str] = {}
 
 
 class ErrorDetail(BaseModel):

@@ -15,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
 from tierwise.service.api.auth import require
-from tierwise.service.api.gauges import health_causes
+from tierwise.service.api.gauges import health_report
 from tierwise.service.api.metrics import Metrics, scrape
 from tierwise.service.api.responses import HealthOut, OutcomeOut, PolicyOut, QueueOut, ResolvedOut, RouteOut, errors
 from tierwise.service.api.schemas import OutcomeIn, QueueResolveIn, RouteIn
@@ -25,7 +25,7 @@ from tierwise.service.errors import InvalidInput, TelemetryUnavailable
 from tierwise.service.outcomes import Report, resolve_queue_item
 from tierwise.service.redact import redact
 from tierwise.service.routing import unlogged
-from tierwise.service.telemetry.journal import Journal
+from tierwise.service.telemetry.port import JournalPort
 from tierwise.service.textnorm import is_blank
 
 router = APIRouter()
@@ -47,7 +47,7 @@ async def _metrics(request: Request) -> Metrics:
 NO_TELEMETRY = "this server runs without telemetry"
 
 
-async def _journal(parts: Annotated[Components, Depends(_parts)]) -> Journal:
+async def _journal(parts: Annotated[Components, Depends(_parts)]) -> JournalPort:
     if parts.store is None:
         raise TelemetryUnavailable(NO_TELEMETRY)
     return parts.store.journal
@@ -55,7 +55,7 @@ async def _journal(parts: Annotated[Components, Depends(_parts)]) -> Journal:
 
 Parts = Annotated[Components, Depends(_parts)]
 MetricsDep = Annotated[Metrics, Depends(_metrics)]
-JournalDep = Annotated[Journal, Depends(_journal)]
+JournalDep = Annotated[JournalPort, Depends(_journal)]
 
 
 # Scorers that run the transformer on every request score in a pool thread. The others (about
@@ -148,9 +148,9 @@ def policy(parts: Parts) -> dict[str, Any]:
 @router.get("/healthz", response_model=HealthOut, responses=errors(503))
 def healthz(parts: Parts) -> dict[str, Any]:
     """HTTP 200 even when degraded: the service still routes; monitors alert on ``status``."""
-    causes = health_causes(parts)
+    causes, deps = health_report(parts)
     return {"status": "degraded" if causes else "ok", "causes": causes,
-            "policy_version": parts.holder.policy.version}
+            "policy_version": parts.holder.policy.version, "dependencies": deps}
 
 
 _PROMETHEUS_TEXT = {"description": "Prometheus text exposition format",

@@ -78,7 +78,7 @@ class PolicyRegistry:
         if exp is not None:
             return str(exp.experiment_id)
         location = None
-        if self.client.tracking_uri.startswith("sqlite:"):
+        if not self.client.tracking_uri.startswith(("http:", "https:")):  # a database store: our root
             location = (self.artifact_root / experiment).as_uri()
         return str(self.client.create_experiment(experiment, artifact_location=location))
 

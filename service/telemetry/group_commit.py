@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from tierwise.service.errors import TelemetryUnavailable
-from tierwise.service.telemetry.journal import Journal
+from tierwise.service.telemetry.port import JournalPort
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class GroupCommitter:
     """``await committer.commit(row)`` returns once ``row`` is committed to ``table``, or raises
     ``TelemetryUnavailable`` (the journal refused the whole group)."""
 
-    def __init__(self, journal: Journal, table: str, max_batch: int = MAX_BATCH) -> None:
+    def __init__(self, journal: JournalPort, table: str, max_batch: int = MAX_BATCH) -> None:
         self.journal = journal
         self.table = table
         self.max_batch = max_batch

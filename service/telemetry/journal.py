@@ -20,6 +20,7 @@ from typing import Any
 from tierwise.service.errors import TelemetryUnavailable
 from tierwise.service.telemetry.health import JournalHealth
 from tierwise.service.telemetry.migrations import migrate
+from tierwise.service.telemetry.port import OPEN_QUEUE_SQL
 from tierwise.service.telemetry.schema import column_names
 
 log = logging.getLogger(__name__)
@@ -171,6 +172,13 @@ class Journal:
             tx.executemany(sql, [[*lead, *(r.get(c) for c in cols)] for r in rows])
         return len(rows)
 
+    def last_id(self, tx: sqlite3.Connection, table: str, key: str) -> int:
+        """The rowid SQLite gave the last insert on ``tx`` (``key`` is the table's rowid alias)."""
+        return int(tx.execute("SELECT last_insert_rowid()").fetchone()[0])
+
+    def lock_decision(self, tx: sqlite3.Connection, decision_id: str) -> None:
+        """Nothing to do: an IMMEDIATE transaction already holds the whole journal's write lock."""
+
     def fetch_one(self, sql: str, params: Sequence[Any] = ()) -> dict[str, Any] | None:
         with self._lock:
             try:
@@ -196,9 +204,7 @@ class Journal:
         return self.fetch_all(sql, (decision_id,))
 
     def open_queue(self) -> list[dict[str, Any]]:
-        return self.fetch_all(
-            "SELECT q.* FROM queue q LEFT JOIN queue_resolutions r USING (item_id) "
-            "WHERE r.item_id IS NULL ORDER BY q.ts, q.item_id")
+        return self.fetch_all(OPEN_QUEUE_SQL)
 
     def close(self) -> None:
         with self._lock:

@@ -24,6 +24,10 @@ _NAME = re.compile(r"^(\d{12})-(\d{12})\.parquet$")
 BATCH_ROWS = 250_000
 
 
+def segment_name(lo: int, hi: int) -> str:
+    return f"{lo:012d}-{hi:012d}.parquet"
+
+
 def segment_ranges(table_dir: Path) -> list[tuple[int, int, Path]]:
     out = []
     for p in table_dir.glob("*.parquet"):
@@ -41,6 +45,40 @@ def _write_atomic(table: pa.Table, dest: Path) -> None:
     os.replace(tmp, dest)
 
 
+def ensure_layout(root: Path) -> None:
+    """Each table gets an empty genesis segment so DuckDB views have a schema from day one."""
+    with file_lock(root / ".lock"):
+        for table in TABLES:
+            d = root / table
+            d.mkdir(parents=True, exist_ok=True)
+            genesis = d / f"{0:012d}-{0:012d}.parquet"
+            if not genesis.exists():
+                _write_atomic(arrow_schema(table).empty_table(), genesis)
+        _repair(root)
+
+
+def _repair(root: Path) -> None:
+    """Drop leftovers of an interrupted write: temp files, and any segment whose range a
+    larger segment already covers (so a future merge step can never double-count)."""
+    for table in TABLES:
+        d = root / table
+        for tmp in d.glob("*.tmp"):
+            tmp.unlink(missing_ok=True)
+        ranges = segment_ranges(d)
+        for lo, hi, path in ranges:
+            if hi == 0:
+                continue
+            if any((a, b) != (lo, hi) and a <= lo and hi <= b for a, b, _ in ranges):
+                path.unlink(missing_ok=True)
+
+
+def write_segment(table: str, columns: list[list[object]], dest: Path) -> None:
+    """One segment of ``table`` from its columns' values (in ``TABLES`` order), written atomically."""
+    schema = arrow_schema(table)
+    arrays = [_column(values, schema.field(i).type) for i, values in enumerate(columns)]
+    _write_atomic(pa.Table.from_arrays(arrays, schema=schema), dest)
+
+
 class SegmentExporter:
     """Copies committed journal rows into segments; safe to call from any process, any time."""
 
@@ -52,29 +90,7 @@ class SegmentExporter:
         return self.root / table
 
     def ensure_layout(self) -> None:
-        """Each table gets an empty genesis segment so DuckDB views have a schema from day one."""
-        with file_lock(self.root / ".lock"):
-            for table in TABLES:
-                d = self.table_dir(table)
-                d.mkdir(parents=True, exist_ok=True)
-                genesis = d / f"{0:012d}-{0:012d}.parquet"
-                if not genesis.exists():
-                    _write_atomic(arrow_schema(table).empty_table(), genesis)
-            self._repair()
-
-    def _repair(self) -> None:
-        """Drop leftovers of an interrupted write: temp files, and any segment whose range a
-        larger segment already covers (so a future merge step can never double-count)."""
-        for table in TABLES:
-            d = self.table_dir(table)
-            for tmp in d.glob("*.tmp"):
-                tmp.unlink(missing_ok=True)
-            ranges = segment_ranges(d)
-            for lo, hi, path in ranges:
-                if hi == 0:
-                    continue
-                if any((a, b) != (lo, hi) and a <= lo and hi <= b for a, b, _ in ranges):
-                    path.unlink(missing_ok=True)
+        ensure_layout(self.root)
 
     def watermark(self, table: str) -> int:
         ranges = segment_ranges(self.table_dir(table))
@@ -97,7 +113,6 @@ class SegmentExporter:
 
     def _export_table(self, table: str) -> int:
         cols = column_names(table)
-        schema = arrow_schema(table)
         wm = self.watermark(table)
         total = 0
         while True:
@@ -107,11 +122,9 @@ class SegmentExporter:
             rows = cur.fetchall()
             if not rows:
                 return total
-            rowids = [r[0] for r in rows]
-            arrays = [_column([r[i + 1] for r in rows], schema.field(i).type) for i in range(len(cols))]
-            lo, hi = rowids[0], rowids[-1]
-            _write_atomic(pa.Table.from_arrays(arrays, schema=schema),
-                          self.table_dir(table) / f"{lo:012d}-{hi:012d}.parquet")
+            lo, hi = rows[0][0], rows[-1][0]
+            write_segment(table, [[r[i + 1] for r in rows] for i in range(len(cols))],
+                          self.table_dir(table) / segment_name(lo, hi))
             total += len(rows)
             wm = hi
 

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import sqlite3
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tierwise.service.errors import TelemetryUnavailable
+from tierwise.service.telemetry.background import BackgroundExport
 from tierwise.service.telemetry.disk import DiskUsage, measure
 from tierwise.service.telemetry.health import JournalHealth
 from tierwise.service.telemetry.journal import Journal, connect
@@ -60,8 +58,8 @@ class TelemetryStore:
         self.paths = paths
         self.health = journal.health
         self.retention = Retention()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._next_prune = 0.0
+        self._background = BackgroundExport(self._maintain, self.health, self.journal.probe_write)
 
     @classmethod
     def open(cls, root: Path, *, durability: str = "normal", catalog: bool = True) -> TelemetryStore:
@@ -110,30 +108,20 @@ class TelemetryStore:
             self.export_now()
         return in_memory(self.paths.segments)
 
-    def start_background_export(self, interval_s: float) -> None:
-        def loop() -> None:
-            next_prune = time.monotonic() + self.retention.interval_s
-            while not self._stop.wait(interval_s):
-                try:
-                    self.exporter.export_once()
-                    self.checkpoint()
-                    if time.monotonic() >= next_prune:
-                        next_prune = time.monotonic() + self.retention.interval_s
-                        self.prune()
-                except Exception:
-                    log.exception("telemetry export failed; will retry")
-                if self.health.degraded:  # recover without waiting for traffic
-                    # A failed probe is recorded in ``health``, and /healthz names the cause.
-                    with contextlib.suppress(TelemetryUnavailable):
-                        self.journal.probe_write()
+    def _maintain(self) -> None:
+        """One background step: export, fold the WAL back, and now and then apply retention."""
+        self.exporter.export_once()
+        self.checkpoint()
+        if time.monotonic() >= self._next_prune:
+            self._next_prune = time.monotonic() + self.retention.interval_s
+            self.prune()
 
-        self._thread = threading.Thread(target=loop, name="tierwise-export", daemon=True)
-        self._thread.start()
+    def start_background_export(self, interval_s: float) -> None:
+        self._next_prune = time.monotonic() + self.retention.interval_s
+        self._background.start(interval_s)
 
     def close(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        self._background.stop()
         try:
             self.exporter.export_once()
         finally:
@@ -149,9 +137,16 @@ def _export_conn(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def open_warehouse(home: Path, refresh: bool = True) -> Warehouse:
+def open_warehouse(home: Path, refresh: bool = True, *, journal_url: str | None = None,
+                   segments: Path | None = None) -> Warehouse:
     """For readers (tuner, notebooks, ``tierwise stats``): export what is committed, then query
-    in memory. Never blocks, and is never blocked by, a running service."""
+    in memory. Never blocks, and is never blocked by, a running service. With ``journal_url``
+    (``TIERWISE_JOURNAL_URL``) the journal is the shared PostgreSQL one, and ``segments``
+    (``TIERWISE_SEGMENTS_URL``) where every host exports to."""
+    if journal_url:
+        from tierwise.service.telemetry.pg_store import open_pg_warehouse
+
+        return open_pg_warehouse(journal_url, segments or home / "telemetry" / "segments", refresh)
     paths = TelemetryPaths(home / "telemetry")
     if not paths.journal.exists():
         raise FileNotFoundError(f"no telemetry under {paths.root}; start the service first")

@@ -20,6 +20,7 @@ from tierwise.tuner.analysis.load import (
     Telemetry,
     kpi_table,
     load_telemetry,
+    open_telemetry,
     resolve_home,
     to_utc,
     window_bounds,
@@ -48,7 +49,8 @@ from tierwise.tuner.analysis.whatif import disagreements, replay_targets, what_i
 __all__ = [
     "DRIFT_CATEGORICAL", "DRIFT_NUMERIC", "REPO_ROOT", "Telemetry", "calibration_table", "contenders",
     "disagreements", "drift", "drift_frame", "episode_outcome", "explain", "kpi_table", "kpis_over_time",
-    "label_misroutes", "load_telemetry", "misroute_matrix", "misroute_summary", "open_registry", "pick_freq",
+    "label_misroutes", "load_telemetry", "misroute_matrix", "misroute_summary", "open_registry",
+    "open_telemetry", "pick_freq",
     "plot_calibration", "plot_drift", "plot_kpis", "plot_misroute_matrix", "plot_queue_signatures", "plot_what_if",
     "policy_from_home", "promotions", "queue_signatures", "replay_targets", "resolve_home", "shifted_policy",
     "split_windows", "tier_evidence", "to_utc", "top_misroutes", "what_if", "window_bounds",

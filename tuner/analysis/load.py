@@ -42,6 +42,16 @@ class Telemetry:
                 f"policy versions: {versions}")
 
 
+def open_telemetry(home: Path) -> Warehouse:
+    """The warehouse of ``home``; where the journal is the shared PostgreSQL one
+    (``TIERWISE_JOURNAL_URL``), its segments on the shared location (``TIERWISE_SEGMENTS_URL``)."""
+    from tierwise.service.settings import load_settings
+    from tierwise.service.telemetry.store import open_warehouse
+
+    settings = load_settings(home=home)
+    return open_warehouse(home, journal_url=settings.journal_url, segments=settings.segments_url)
+
+
 def resolve_home(value: str | os.PathLike[str] | None) -> Path:
     """The tierwise home: the parameter, else ``$TIERWISE_HOME``, else ``./var``.
 
