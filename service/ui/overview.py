@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from tierwise.service.errors import RegistryUnavailable
 from tierwise.service.policy.holder import PolicyHolder
+from tierwise.service.telemetry.pg_store import PgTelemetryStore
 from tierwise.service.telemetry.store import TelemetryStore
 
 if TYPE_CHECKING:
@@ -152,7 +153,7 @@ def _records(df: pd.DataFrame, key: str) -> list[dict[str, Any]]:
     return out
 
 
-def kpis(store: TelemetryStore | None, today: date | None = None) -> Kpis:
+def kpis(store: TelemetryStore | PgTelemetryStore | None, today: date | None = None) -> Kpis:
     """KPIs by policy version (all time) and by day (the last ``DAYS`` days), from DuckDB over the
     Parquet segments; the service's own exporter runs first, so the numbers are current."""
     if store is None:

@@ -17,7 +17,7 @@ from tierwise.service.classify import FAILURE_KINDS, HARNESSES, PROFILES, Failur
 from tierwise.service.errors import InvalidInput
 from tierwise.service.outcomes import resolve_queue_item
 from tierwise.service.redact import redact
-from tierwise.service.telemetry.journal import Journal
+from tierwise.service.telemetry.port import JournalPort
 
 # Human items only: a task a deterministic script took over needs no person.
 _OPEN = """
@@ -110,7 +110,7 @@ class SignatureGroup:
         return sum(i.cost_usd for i in self.items)
 
 
-def open_items(journal: Journal, flt: QueueFilter) -> list[QueueItem]:
+def open_items(journal: JournalPort, flt: QueueFilter) -> list[QueueItem]:
     """Open human-queue items that pass ``flt``, oldest first."""
     return [item for item in map(QueueItem.from_row, journal.fetch_all(_OPEN)) if flt.admits(item)]
 
@@ -123,13 +123,13 @@ def group_by_signature(items: list[QueueItem]) -> list[SignatureGroup]:
     return sorted(groups.values(), key=lambda g: (-g.count, g.oldest_ts))
 
 
-def resolve(journal: Journal, item_id: int, resolved_by: str, note: str | None) -> dict[str, Any]:
+def resolve(journal: JournalPort, item_id: int, resolved_by: str, note: str | None) -> dict[str, Any]:
     if not resolved_by.strip():
         raise InvalidInput("resolved_by is blank: say who resolved the item", field="resolved_by")
     return resolve_queue_item(journal, item_id, resolved_by.strip(), note or None)
 
 
-def hand_to_script(journal: Journal, item_id: int, script: str, by: str, note: str | None,
+def hand_to_script(journal: JournalPort, item_id: int, script: str, by: str, note: str | None,
                    allowed: Collection[str]) -> dict[str, Any]:
     """Close the item as handed over to a deterministic script from the allow-list
     (``TIERWISE_SCRIPTS``). tierwise records the hand-over; the harness runs the script."""

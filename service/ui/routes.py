@@ -19,7 +19,7 @@ from tierwise.service.api.routes import NO_TELEMETRY
 from tierwise.service.components import Components
 from tierwise.service.errors import InvalidInput, RegistryUnavailable, TelemetryUnavailable
 from tierwise.service.keys import grants
-from tierwise.service.telemetry.journal import Journal
+from tierwise.service.telemetry.port import JournalPort
 from tierwise.service.ui import overview, queue
 from tierwise.service.ui.auth import Seat, seat
 from tierwise.service.ui.console import Console, console_of
@@ -49,7 +49,7 @@ def _parts(request: Request) -> Components:
     return parts
 
 
-def _journal(request: Request) -> Journal:
+def _journal(request: Request) -> JournalPort:
     store = _parts(request).store
     if store is None:
         raise TelemetryUnavailable(NO_TELEMETRY)
