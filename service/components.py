@@ -99,5 +99,13 @@ def build(settings: Settings, *, telemetry: bool = True) -> Components:
                                     settings.maintenance_interval_s)
     rng = random.Random(settings.seed)
     router = Router(classifier, holder, store.route_journal if store else None, rng, shadow=settings.shadow)
+    if settings.adapt and store is not None:
+        from tierwise.service.online.source import OnlineSource
+        from tierwise.service.online.stats import AdaptConfig
+        from tierwise.service.policy.adaptive import AdaptRates
+
+        cfg = AdaptConfig(half_life=settings.adapt_half_life, boost_outcomes=settings.adapt_boost_outcomes)
+        router.online = OnlineSource(store.route_journal, cfg, refresh_decisions=settings.adapt_refresh_decisions)
+        router.rates = AdaptRates(boost_rate=settings.adapt_boost_rate, floor=settings.adapt_floor)
     recorder = OutcomeRecorder(store.journal, holder) if store else None
     return Components(settings, classifier, holder, store, router, recorder)

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
+from tierwise.service.online.stats import OnlineView
+
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
@@ -51,6 +53,9 @@ class Metrics:
     journal_bytes: Gauge
     segments_bytes: Gauge
     segment_files: Gauge
+    drift_flagged: Gauge
+    online_correction: Gauge
+    online_model_success: Gauge
 
 
 def make_metrics() -> Metrics:
@@ -77,4 +82,21 @@ def make_metrics() -> Metrics:
                              registry=reg, multiprocess_mode="mostrecent"),
         segment_files=Gauge("tierwise_telemetry_segment_files", "Parquet segment files, all tables",
                             registry=reg, multiprocess_mode="mostrecent"),
+        # Online adaptation, computed from the journal at scrape time, so every worker agrees.
+        drift_flagged=Gauge("tierwise_drift_flagged", "1 while a detected change raises exploration on a "
+                            "(profile, tier)", ["profile", "tier"], registry=reg, multiprocess_mode="mostrecent"),
+        online_correction=Gauge("tierwise_online_correction", "Observed minus predicted success, shrunk, added "
+                                "to the tier score", ["profile", "tier"], registry=reg,
+                                multiprocess_mode="mostrecent"),
+        online_model_success=Gauge("tierwise_online_model_success", "Forgetting-weighted first-attempt success "
+                                   "per model", ["model"], registry=reg, multiprocess_mode="mostrecent"),
     )
+
+
+def publish_online(m: Metrics, view: OnlineView) -> None:
+    """The online view as gauges: drift flags, score corrections, per-model success."""
+    for (profile, tier), st in view.tiers.items():
+        m.drift_flagged.labels(profile, tier).set(1 if (profile, tier) in view.drifting else 0)
+        m.online_correction.labels(profile, tier).set(st.correction)
+    for model, (_, success) in view.models.items():
+        m.online_model_success.labels(model).set(success)

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Path, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from tierwise.service.api.auth import require
-from tierwise.service.api.metrics import Metrics, scrape
+from tierwise.service.api.metrics import Metrics, publish_online, scrape
 from tierwise.service.api.responses import HealthOut, OutcomeOut, PolicyOut, QueueOut, ResolvedOut, RouteOut, errors
 from tierwise.service.api.schemas import OutcomeIn, QueueResolveIn, RouteIn
 from tierwise.service.classify.task import RepoInfo, Task
@@ -151,4 +151,7 @@ def metrics(m: MetricsDep, parts: Parts) -> Response:
         m.journal_bytes.set(disk.journal_bytes)
         m.segments_bytes.set(disk.segments_bytes)
         m.segment_files.set(disk.segment_files)
+    online = parts.router.online
+    if online is not None:
+        publish_online(m, online.compute(parts.holder.policy.version))
     return Response(scrape(m.registry), media_type=CONTENT_TYPE_LATEST)
