@@ -14,11 +14,12 @@ import pytest
 from tierwise.service.classify.features import structural_features
 from tierwise.service.classify.model import Scores
 from tierwise.service.classify.task import Task
-from tierwise.service.online.source import OnlineSource, load_rows
+from tierwise.service.online.source import OnlineSource, flagged_now, load_rows
 from tierwise.service.online.stats import AdaptConfig, OnlineView, OutcomeRow, TierStat, build_view, page_hinkley
 from tierwise.service.policy.adaptive import AdaptRates, adapt, tier_distribution
 from tierwise.service.policy.decide import decide
 from tierwise.service.policy.model import RoutingPolicy, parse_policy
+from tierwise.service.settings import load_settings
 from tierwise.service.telemetry.store import TelemetryStore
 
 CFG = AdaptConfig()
@@ -141,3 +142,8 @@ def test_the_route_path_reads_outcomes_from_the_journal(tmp_path: Path, policy: 
     assert all(r["greedy_tier"] == "medium" and bool(r["explored"]) == (r["tier"] != "medium") for r in rows)
     assert all(0.0 < r["propensity"] <= 1.0 for r in rows)
     store.close()
+    # What ``tierwise retune --if-drift`` asks, from a fresh connection to the same journal.
+    settings = load_settings(home=tmp_path)
+    assert flagged_now(settings, policy.version) == [("local", "medium")]
+    assert flagged_now(settings, "another-version") == []
+    assert flagged_now(load_settings(home=tmp_path / "empty"), policy.version) == []

@@ -16,9 +16,13 @@ import time
 
 from tierwise.service.errors import TelemetryUnavailable
 from tierwise.service.online.stats import AdaptConfig, OnlineView, OutcomeRow, build_view
+from tierwise.service.settings import Settings
 from tierwise.service.telemetry.journal import Journal
 
 log = logging.getLogger(__name__)
+
+# First attempts read per refresh: a few weeks of one busy profile, a few ms to read and fold.
+WINDOW = 3000
 
 # First attempts only: an escalated attempt sees tasks that already failed lower down, which the
 # tier's prediction does not account for. An override is a failure of the routed tier.
@@ -45,7 +49,7 @@ def load_rows(journal: Journal, window: int, version: str | None) -> list[Outcom
 
 
 class OnlineSource:
-    def __init__(self, journal: Journal, cfg: AdaptConfig, *, window: int = 3000, refresh_decisions: int = 10,
+    def __init__(self, journal: Journal, cfg: AdaptConfig, *, window: int = WINDOW, refresh_decisions: int = 10,
                  refresh_s: float = 5.0) -> None:
         self.journal, self.cfg, self.window = journal, cfg, window
         self.refresh_decisions, self.refresh_s = refresh_decisions, refresh_s
@@ -85,3 +89,21 @@ class OnlineSource:
             finally:
                 self._lock.release()
         return self._view
+
+
+def flagged_now(settings: Settings, version: str) -> list[tuple[str, str]]:
+    """The (profile, tier) pairs the online detector flags for ``version`` right now, read from
+    the journal (``tierwise retune --if-drift`` retunes when this or the drift report flags).
+    An absent journal flags nothing."""
+    from tierwise.service.telemetry.journal import connect
+    from tierwise.service.telemetry.store import TelemetryPaths
+
+    path = TelemetryPaths(settings.telemetry_dir).journal
+    if not path.exists():
+        return []
+    journal = Journal(connect(path))
+    try:
+        cfg = AdaptConfig(half_life=settings.adapt_half_life, boost_outcomes=settings.adapt_boost_outcomes)
+        return sorted(build_view(load_rows(journal, WINDOW, version), cfg).drifting)
+    finally:
+        journal.close()
