@@ -147,3 +147,16 @@ def test_the_route_path_reads_outcomes_from_the_journal(tmp_path: Path, policy: 
     assert flagged_now(settings, policy.version) == [("local", "medium")]
     assert flagged_now(settings, "another-version") == []
     assert flagged_now(load_settings(home=tmp_path / "empty"), policy.version) == []
+
+
+def test_metrics_show_the_drift_flags_and_corrections() -> None:
+    from tierwise.service.api.metrics import make_metrics, publish_online, scrape
+
+    view = build_view(_rows([(200, 0.86), (40, 0.3)], predicted=0.84, seed=5), CFG)
+    m = make_metrics()
+    publish_online(m, view)
+    text = scrape(m.registry).decode()
+    assert 'tierwise_drift_flagged{profile="local",tier="medium"} 1.0' in text
+    line = next(x for x in text.splitlines() if x.startswith('tierwise_online_correction{profile="local"'))
+    assert float(line.split()[-1]) < -0.25
+    assert 'tierwise_online_model_success{model="m"}' in text
