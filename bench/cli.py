@@ -125,8 +125,30 @@ def synthetic_md(doc: dict[str, Any]) -> str:
                      f"pre-drift ratio {_num(r['baseline_ratio'])}, post-drift ratio {_num(r['post_drift_ratio'])}; "
                      f"mean curve: within two weeks {m.get('within_two_weeks')}, weeks to recover "
                      f"{m.get('weeks_to_recover')}")
+    lines += paired_md(res.get("paired", {}))
     lines += ["", "## Definitions", ""] + [f"- **{k}**: {v}" for k, v in doc["definitions"].items()]
     return "\n".join(lines) + "\n"
+
+
+def paired_md(paired: dict[str, Any]) -> list[str]:
+    """The paired differences as tables: one per baseline, mean [95% interval] over seeds."""
+    def cell(st: dict[str, Any], unit: str) -> str:
+        if not math.isfinite(st["mean"]):
+            return "–"
+        if not math.isfinite(st["lo"]):
+            return f"{st['mean']:+.1f}{unit}"
+        return f"{st['mean']:+.1f}{unit} [{st['lo']:+.1f}, {st['hi']:+.1f}]"
+
+    lines: list[str] = []
+    for base, rows in paired.items():
+        lines += ["", f"## Paired difference to {base} (mean over seeds, 95% t interval)", "",
+                  "| approach | cost / resolved after drift | resolved after drift | cost / resolved, drift week "
+                  "| resolved, drift week |", "|---|---|---|---|---|"]
+        for arm, r in rows.items():
+            a, w = r["after_drift"], r["drift_week"]
+            lines.append(f"| {arm} | {cell(a['cost_per_resolved_pct'], '%')} | {cell(a['resolution_pp'], ' pp')} "
+                         f"| {cell(w['cost_per_resolved_pct'], '%')} | {cell(w['resolution_pp'], ' pp')} |")
+    return lines
 
 
 def _num(values: list[float | None]) -> str:

@@ -41,10 +41,13 @@ from tierwise.bench.loop import (
     service_env,
     settings_kwargs,
 )
+from tierwise.bench.paired import paired
 from tierwise.bench.simulator import ScenarioWorld, SimTask, Simulator, load_corpus, load_scenario
 from tierwise.service.client import TierwiseClient
 from tierwise.service.paths import corpus_dir, default_policy_file
 
+STATIC, TUNED_ONCE, WEEKLY, ADAPTIVE = ("static rules", "tierwise tuned once (frozen at drift)",
+                                        "tierwise retuned weekly", "tierwise adaptive (weekly + online)")
 SCENARIO = Path(__file__).resolve().parent / "scenarios" / "drift_model_swap.json"
 RECOVERY_WEEKS = 2
 
@@ -70,6 +73,8 @@ class SyntheticConfig:
     # Hold out the last simulated week (what ``--holdout-days`` does with real time) instead of
     # the retune's default, which sees all of a bench's traffic as "the last 2 days" and hashes.
     holdout_last_week: bool = False
+    # Arms run side by side (each its own service); None: all at once.
+    parallel: int | None = None
 
     @classmethod
     def quick_config(cls, **kw: Any) -> SyntheticConfig:
@@ -146,13 +151,19 @@ def figures(episodes: list[rm.Episode], tokens: int) -> dict[str, float]:
 
 
 def run_approach(sim: Simulator, weekly: list[list[SimTask]], *, name: str, retune_weekly: bool, seed: int,
-                 cfg: SyntheticConfig, work: Path, classifier_file: Path | None) -> dict[str, Any]:
-    """One approach over every week on its own service; returns traces per week and retune steps."""
+                 cfg: SyntheticConfig, work: Path, classifier_file: Path | None, retune_until: int | None = None,
+                 adapt: bool = False) -> dict[str, Any]:
+    """One approach over every week on its own service; returns traces per week and retune steps.
+
+    ``retune_until``: retune only after weeks before it (the tuned-once arm freezes at the drift).
+    ``adapt``: the service runs its online adaptation (``TIERWISE_ADAPT``)."""
     from tierwise.bench._server import Server
 
     home = work / f"{name}-seed{seed}"
     env = service_env(policy_file=bootstrap_file(cfg, work), seed=seed, fast=cfg.fast_embedder,
                       classifier_file=classifier_file)
+    if adapt:
+        env["TIERWISE_ADAPT"] = "true"
     skw = settings_kwargs(home / "svc", env)
     by_id = {t.task_id: t for week in weekly for t in week}
     oracle = SimOracle(sim, by_id)
@@ -166,7 +177,7 @@ def run_approach(sim: Simulator, weekly: list[list[SimTask]], *, name: str, retu
             items = [ReplayTask(t.task_id, t.request, t.complex) for t in tasks]
             week_started = time.time()
             traces.append(replay_traces(client, items, oracle, desc=f"{name} week {w}", progress=cfg.progress))
-            if retune_weekly and w < len(weekly) - 1:
+            if retune_weekly and w < len(weekly) - 1 and (retune_until is None or w < retune_until):
                 extra: dict[str, Any] = {}
                 holdout_days = cfg.holdout_days
                 if cfg.holdout_last_week:
@@ -180,6 +191,21 @@ def run_approach(sim: Simulator, weekly: list[list[SimTask]], *, name: str, retu
     if not cfg.keep_homes:
         shutil.rmtree(home, ignore_errors=True)
     return {"traces": traces, "retunes": steps, "policy_version_by_week": versions, "wall_s": wall}
+
+
+# The approaches that run through a service: label -> short name (homes, arm_kwargs).
+ARMS = {STATIC: "static", TUNED_ONCE: "tuned-once", WEEKLY: "tierwise", ADAPTIVE: "adaptive"}
+
+
+def arm_kwargs(name: str, drift: int) -> dict[str, Any]:
+    """How each arm runs: static never retunes; tuned-once retunes until the drift, then is frozen
+    (the static-routing trap the adaptive arm is judged against); weekly retunes every week; the
+    adaptive arm retunes weekly and adapts online between retunes."""
+    kwargs: dict[str, dict[str, Any]] = {"static": {"retune_weekly": False},
+                                         "tuned-once": {"retune_weekly": True, "retune_until": drift},
+                                         "tierwise": {"retune_weekly": True},
+                                         "adaptive": {"retune_weekly": True, "adapt": True}}
+    return kwargs[name]
 
 
 # What recovery is judged on: cost per resolved over that of the week's true-best-tier reference.
@@ -226,11 +252,11 @@ def run(cfg: SyntheticConfig) -> dict[str, Any]:
         # side by side; each stream stays sequential, so exploration draws remain reproducible.
         from concurrent.futures import ThreadPoolExecutor
 
-        plan = [("static rules", "static", False), ("tierwise retuned weekly", "tierwise", True)]
-        with ThreadPoolExecutor(max_workers=len(plan)) as pool:
-            futures = {label: pool.submit(run_approach, sim, weekly, name=name, retune_weekly=rt, seed=seed,
-                                          cfg=cfg, work=work, classifier_file=classifier_file)
-                       for label, name, rt in plan}
+        drift = drift_week(sc)
+        with ThreadPoolExecutor(max_workers=cfg.parallel or len(ARMS)) as pool:
+            futures = {label: pool.submit(run_approach, sim, weekly, name=name, seed=seed, cfg=cfg, work=work,
+                                          classifier_file=classifier_file, **arm_kwargs(name, drift))
+                       for label, name in ARMS.items()}
             runs = {label: f.result() for label, f in futures.items()}
         refs = {"monolithic frontier": [_reference(sim, week, "frontier") for week in weekly],
                 "reference: true best tier, 1 attempt": [_reference(sim, week, "oracle") for week in weekly]}
@@ -255,7 +281,6 @@ def run(cfg: SyntheticConfig) -> dict[str, Any]:
                 row["cost_per_resolved_vs_oracle"] = row["cost_per_resolved"] / o
                 m = weekly_rows["monolithic frontier"][w]["cost_per_resolved"]
                 row["cost_per_resolved_vs_frontier"] = row["cost_per_resolved"] / m
-        drift = drift_week(sc)
         rec = {name: recovery([row[RECOVERY_METRIC] for row in weekly_rows[name]], drift) for name in runs}
         per_seed.append({
             "seed": seed, "scenario_seed": sc.seed, "weeks": sc.weeks, "tasks_per_week": sc.tasks_per_week,
@@ -311,8 +336,10 @@ def _aggregate(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
                # the same test on the seed-mean curve (what the plot shows)
                "mean_curve": recovery(weekly[n][RECOVERY_METRIC], drift)}
            for n in per_seed[0]["recovery"]}
+    arms = [n for n in ARMS if n in per_seed[0]["weekly"]]
+    vs = {base: paired(per_seed, arms, base) for base in (STATIC, TUNED_ONCE) if base in arms}
     return {"overall": overall, "weekly_mean": weekly, "recovery": rec, "recovery_metric": RECOVERY_METRIC,
-            "drift_week": drift}
+            "drift_week": drift, "paired": vs}
 
 
 DEFINITIONS = {
@@ -335,4 +362,8 @@ DEFINITIONS = {
     "exploration": ("both arms start from data/policy.default.json with exploration on harness ci set to "
                     "config.exploration_ci (null: the product default 0.05)"),
     "spread": "mean, std (ddof=1), min, max across seeds",
+    "paired": ("per seed, arm minus baseline (static rules, or the tuned-once arm) on the same tasks and luck: "
+               "cost per resolved in % of the baseline's, resolution in percentage points; after_drift pools "
+               "the weeks from the drift on, drift_week the drift week alone; mean over seeds with a 95% "
+               "Student-t interval"),
 }

@@ -112,5 +112,17 @@ def build(settings: Settings, *, telemetry: bool = True) -> Components:
                                     settings.maintenance_interval_s)
     rng = random.Random(settings.seed)
     router = Router(classifier, holder, store.route_journal if store else None, rng, shadow=settings.shadow)
+    if settings.adapt and store is not None:
+        from tierwise.service.online.source import OnlineSource
+        from tierwise.service.online.stats import AdaptConfig
+        from tierwise.service.policy.adaptive import AdaptRates
+
+        if not isinstance(store, TelemetryStore):
+            # The online statistics' query is SQLite's (rowid order); not ported to PostgreSQL yet.
+            raise ConfigError("TIERWISE_ADAPT=true needs the embedded SQLite journal for now; unset "
+                              "TIERWISE_JOURNAL_URL or TIERWISE_ADAPT", field="TIERWISE_ADAPT")
+        cfg = AdaptConfig(half_life=settings.adapt_half_life, boost_outcomes=settings.adapt_boost_outcomes)
+        router.online = OnlineSource(store.route_journal, cfg, refresh_decisions=settings.adapt_refresh_decisions)
+        router.rates = AdaptRates(boost_rate=settings.adapt_boost_rate, floor=settings.adapt_floor)
     recorder = OutcomeRecorder(store.journal, holder) if store else None
     return Components(settings, classifier, holder, store, router, recorder)

@@ -17,6 +17,8 @@ from typing import Any
 from tierwise.service.classify.model import Scorer, Scores
 from tierwise.service.classify.task import Task
 from tierwise.service.errors import TelemetryUnavailable
+from tierwise.service.online.source import OnlineSource
+from tierwise.service.policy.adaptive import AdaptRates, adapt
 from tierwise.service.policy.decide import Decision, decide
 from tierwise.service.policy.holder import PolicyHolder
 from tierwise.service.redact import preview
@@ -64,8 +66,12 @@ class Routed:
 
 class Router:
     def __init__(self, classifier: Scorer, holder: PolicyHolder, journal: JournalPort | None,
-                 rng: random.Random, shadow: bool = False) -> None:
+                 rng: random.Random, shadow: bool = False, online: OnlineSource | None = None,
+                 rates: AdaptRates | None = None) -> None:
         self.classifier = classifier
+        # Online adaptation (``service/online``): None keeps the policy's own draw.
+        self.online = online
+        self.rates = rates or AdaptRates()
         self.holder = holder
         self.journal = journal
         self.rng = rng
@@ -77,8 +83,12 @@ class Router:
         start = time.perf_counter()
         policy = self.holder.policy  # one reference for the whole request
         scores = self.classifier.score(task)
-        decision = decide(policy, scores, tools=task.tools, n_files=len(task.files), harness=harness,
-                          rng=self.rng)
+        if self.online is None:
+            decision = decide(policy, scores, tools=task.tools, n_files=len(task.files), harness=harness,
+                              rng=self.rng)
+        else:
+            base = decide(policy, scores, tools=task.tools, n_files=len(task.files), harness=harness, rng=None)
+            decision = adapt(policy, base, self.online.view(policy.version), self.rates, self.rng)
         shadow_tier = None
         challenger = self.holder.challenger if self.shadow else None
         if challenger is not None:

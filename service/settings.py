@@ -60,6 +60,14 @@ class Settings(BaseSettings):
     artifact_root: Path | None = None
     poll_seconds: float = Field(10.0, gt=0)
     shadow: bool = False
+    # Online adaptation between retunes (service/online): outcome statistics from the journal with
+    # forgetting, drift-raised exploration, an exploration floor. Off: the policy's own draw.
+    adapt: bool = False
+    adapt_half_life: float = Field(150.0, gt=0)  # outcomes of a (profile, tier) for a weight to halve
+    adapt_boost_rate: float = Field(0.3, ge=0.0, le=0.5)  # exploration while a drift is flagged
+    adapt_boost_outcomes: int = Field(150, ge=0)  # outcomes of the profile a drift boost lasts
+    adapt_floor: float = Field(0.02, ge=0.0, le=0.2)  # share spread over tiers outside the explore set
+    adapt_refresh_decisions: int = Field(10, ge=1)  # routes between refreshes from the journal
     scripts: Annotated[tuple[str, ...], NoDecode] = DEFAULT_SCRIPTS
     # Classifier.
     # "two-stage": static MiniLM token embeddings first, the int8 encoder only when unsure

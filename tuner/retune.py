@@ -208,6 +208,14 @@ def run_retune(settings: Settings, *, dry_run: bool = False, if_drift: bool = Fa
                        progress=progress, now=now, storage=storage)
 
 
+def _online_flags(settings: Settings, reg: PolicyRegistry | None) -> list[tuple[str, str]]:
+    """What the service's online change detector flags for the served version (journal-derived)."""
+    from tierwise.service.online.source import flagged_now
+
+    version = (reg.alias(CHAMPION) if reg else None) or "bootstrap"
+    return flagged_now(settings, version)
+
+
 def _retune(settings: Settings, *, dry_run: bool, if_drift: bool, trials: int, holdout_days: float,
             min_decisions: int, seed: int, margin: float, floor: float | None, window: int | None,
             progress: bool, now: float | None, storage: str | None = None) -> RetuneResult:
@@ -233,7 +241,8 @@ def _retune(settings: Settings, *, dry_run: bool, if_drift: bool, trials: int, h
     reg = make_registry(settings) if settings.use_registry else None
     if reg is not None and not dry_run:
         fail_stale_runs(reg, EXPERIMENT, lock_held=reg.local)
-    if if_drift and not drift.flagged:  # touch nothing, not even the registry's bootstrap
+    if if_drift and not drift.flagged and not _online_flags(settings, reg):  # touch nothing, not even the
+        # registry's bootstrap
         return RetuneResult(status="no_drift", version=None, run_id=None,
                             champion_version=(reg.alias(CHAMPION) if reg else None) or "bootstrap",
                             champion={}, candidate={}, n_decisions=len(data), n_train=len(train),

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
+from tierwise.service.online.stats import OnlineView
+
 if TYPE_CHECKING:
     from tierwise.service.routing import Routed
 
@@ -59,6 +61,9 @@ class Metrics:
     queue_open: Gauge
     health_degraded: Gauge
     drift_flagged: Gauge
+    online_drift_flagged: Gauge
+    online_correction: Gauge
+    online_model_success: Gauge
 
     def count_route(self, routed: Routed) -> None:
         """One routing decision, made for ``/v1/route`` or for the proxy."""
@@ -104,4 +109,21 @@ def make_metrics() -> Metrics:
         drift_flagged=Gauge("tierwise_drift_flagged", "1 if the newest retune run flagged drift, 0 if not, "
                             "-1 before the first retune or without a registry", registry=reg,
                             multiprocess_mode="mostrecent"),
+        # Online adaptation, computed from the journal at scrape time, so every worker agrees.
+        online_drift_flagged=Gauge("tierwise_online_drift_flagged", "1 while a detected change raises exploration on a "
+                            "(profile, tier)", ["profile", "tier"], registry=reg, multiprocess_mode="mostrecent"),
+        online_correction=Gauge("tierwise_online_correction", "Observed minus predicted success, shrunk, added "
+                                "to the tier score", ["profile", "tier"], registry=reg,
+                                multiprocess_mode="mostrecent"),
+        online_model_success=Gauge("tierwise_online_model_success", "Forgetting-weighted first-attempt success "
+                                   "per model", ["model"], registry=reg, multiprocess_mode="mostrecent"),
     )
+
+
+def publish_online(m: Metrics, view: OnlineView) -> None:
+    """The online view as gauges: drift flags, score corrections, per-model success."""
+    for (profile, tier), st in view.tiers.items():
+        m.online_drift_flagged.labels(profile, tier).set(1 if (profile, tier) in view.drifting else 0)
+        m.online_correction.labels(profile, tier).set(st.correction)
+    for model, (_, success) in view.models.items():
+        m.online_model_success.labels(model).set(success)

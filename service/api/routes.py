@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from tierwise.service.api.auth import require
 from tierwise.service.api.gauges import health_report
-from tierwise.service.api.metrics import Metrics, scrape
+from tierwise.service.api.metrics import Metrics, publish_online, scrape
 from tierwise.service.api.responses import HealthOut, OutcomeOut, PolicyOut, QueueOut, ResolvedOut, RouteOut, errors
 from tierwise.service.api.schemas import OutcomeIn, QueueResolveIn, RouteIn
 from tierwise.service.classify.task import RepoInfo, Task
@@ -79,7 +79,9 @@ async def route(body: RouteIn, request: Request, parts: Parts, m: MetricsDep) ->
                 repo=RepoInfo(body.repo.files, body.repo.modules_touched, tuple(body.repo.languages)),
                 diff_lines=body.diff_lines, expected_output=body.expected_output, tools=tuple(body.tools))
     prepare = partial(parts.router.prepare, task, harness=body.harness, task_id=body.task_id)
-    routed, row = await run_in_threadpool(prepare) if s.embedder in _ENCODER_EVERY_ROUTE else prepare()
+    # The online layer (TIERWISE_ADAPT) re-reads the journal every few routes: not on the loop.
+    slow = s.embedder in _ENCODER_EVERY_ROUTE or parts.router.online is not None
+    routed, row = await run_in_threadpool(prepare) if slow else prepare()
     if row is not None:
         try:
             await request.app.state.decisions.commit(row)
@@ -165,4 +167,7 @@ def metrics(m: MetricsDep, parts: Parts, request: Request) -> Response:
         m.segments_bytes.set(disk.segments_bytes)
         m.segment_files.set(disk.segment_files)
     request.app.state.gauges.refresh(m, parts)
+    online = parts.router.online
+    if online is not None:
+        publish_online(m, online.compute(parts.holder.policy.version))
     return Response(scrape(m.registry), media_type=CONTENT_TYPE_LATEST)

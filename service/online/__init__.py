@@ -1,0 +1,1 @@
+"""Online adaptation between retunes: outcome statistics with forgetting, read from the journal."""
