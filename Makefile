@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 export MLFLOW_DISABLE_TELEMETRY := true
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install serve test lint classifier eval retune bench bench-classifier bench-quick bench-route bench-proxy bench-context bench-ingest bench-retune bench-load bench-scale demo notebook notebook-report clean
+.PHONY: install serve test lint classifier eval retune bench bench-classifier bench-quick bench-route bench-proxy bench-context bench-ingest bench-retune bench-load bench-scale screenshots demo notebook notebook-report clean
 
 install: $(STAMP)
 
@@ -89,3 +89,7 @@ notebook-report: install
 
 clean:
 	rm -rf var .typing bench/results/*.tmp
+
+# The console's pages as PNGs under docs/img/ (Debian's chromium through playwright).
+screenshots: install
+	$(BIN)/python -m tierwise.bench.screenshots
