@@ -25,6 +25,7 @@ from tierwise.bench.routing_metrics import Episode
 from tierwise.service.client import TierwiseClient
 from tierwise.service.errors import TelemetryTooThin
 from tierwise.service.jsonsafe import jsonable
+from tierwise.service.outcomes import AttemptFacts
 from tierwise.service.settings import load_settings
 from tierwise.tuner.retune import run_retune
 
@@ -39,19 +40,11 @@ class ReplayTask:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class AttemptResult:
+@dataclass(frozen=True, kw_only=True)
+class AttemptResult(AttemptFacts):
     """One attempt: the truth (``resolved``) and what the agent's harness reports."""
 
-    resolved: bool
     reported_resolved: bool
-    cost_usd: float
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    latency_ms: float | None = None
-    failure: str | None = None
-    overridden_to: str | None = None
-    output: Any = None
 
 
 # oracle(task, tier, model, attempt_no) -> the attempt's result.

@@ -31,10 +31,11 @@ from tierwise.service.telemetry.port import JournalConflict, JournalPort
 
 
 @dataclass(frozen=True)
-class Report:
-    decision_id: str
-    attempt: int
-    tier: str
+class AttemptFacts:
+    """What one attempt did and cost: the fields an outcome report carries and the bench's
+    oracles answer with (``bench/loop.AttemptResult``, which adds what the harness claimed),
+    written once."""
+
     resolved: bool
     cost_usd: float
     input_tokens: int | None = None
@@ -43,6 +44,13 @@ class Report:
     failure: str | None = None
     overridden_to: str | None = None
     output: Any = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Report(AttemptFacts):
+    decision_id: str
+    attempt: int
+    tier: str
     has_output: bool = False
 
     def fingerprint(self) -> str:
