@@ -40,7 +40,10 @@ def test_overrides_win_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
 
 def test_registry_uri_overrides_the_local_sqlite(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TIERWISE_REGISTRY_URI", "postgresql://mlflow@db/mlflow")
-    assert load_settings().tracking_uri == "postgresql://mlflow@db/mlflow"
+    # MLflow's SQLAlchemy store is driven through psycopg 3, the driver tierwise installs (issue 17).
+    assert load_settings().tracking_uri == "postgresql+psycopg://mlflow@db/mlflow"
+    monkeypatch.setenv("TIERWISE_REGISTRY_URI", "http://mlflow.internal:5000")
+    assert load_settings().tracking_uri == "http://mlflow.internal:5000"
 
 
 @pytest.mark.parametrize(("var", "value"), [
